@@ -1,0 +1,5 @@
+//! In-memory adapters of the ports.
+
+mod ledger_store;
+
+pub use ledger_store::MemoryLedgerStore;

@@ -1,0 +1,171 @@
+//! HTTP client of the Balances service, implementing the `Balances` port.
+//!
+//! Classifies every failure by what the caller may conclude: a refused
+//! connection means the call never happened; a timeout, a dropped connection
+//! or a 5xx means it may have happened, so the caller looks the key up or
+//! repeats the call with the same key.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use app::{Balances, BalancesCallError};
+use domain::{AccountId, Asset, Balance, Catalog, IdempotencyKey, Operation, OperationRecord};
+use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use super::wire::{
+    problem_type, BalancesBody, OperationBody, OperationRecordBody, Problem, IDEMPOTENCY_KEY_HEADER,
+};
+
+/// Default budget of one call, well inside API Gateway's 30 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct HttpBalances {
+    http: reqwest::Client,
+    base_url: Url,
+    catalog: Catalog,
+}
+
+impl HttpBalances {
+    pub fn new(
+        base_url: &str,
+        catalog: Catalog,
+        timeout: Duration,
+    ) -> Result<Self, BalancesCallError> {
+        let invalid = |e: String| BalancesCallError::Invalid(format!("balances base URL: {e}"));
+        let base_url = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
+        if base_url.cannot_be_a_base() {
+            return Err(invalid("not a base URL".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| BalancesCallError::Invalid(e.to_string()))?;
+        Ok(HttpBalances {
+            http,
+            base_url,
+            catalog,
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            // Each segment is percent-encoded, so keys like `o1:fill:x/y` stay one segment.
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), BalancesCallError> {
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport_error)?;
+        Ok((status, body.to_vec()))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, BalancesCallError> {
+        // A 2xx we cannot read still took effect: the outcome is unknown to us.
+        serde_json::from_slice(body)
+            .map_err(|e| BalancesCallError::OutcomeUnknown(format!("unreadable answer: {e}")))
+    }
+
+    fn record(&self, body: &OperationRecordBody) -> Result<OperationRecord, BalancesCallError> {
+        body.parse(&self.catalog)
+            .map_err(|e| BalancesCallError::OutcomeUnknown(format!("unreadable record: {e}")))
+    }
+
+    fn problem(&self, status: StatusCode, body: &[u8]) -> BalancesCallError {
+        let problem: Option<Problem> = serde_json::from_slice(body).ok();
+        let kind = problem.as_ref().map(|p| p.problem_type.as_str());
+        let detail = problem
+            .as_ref()
+            .and_then(|p| p.detail.clone())
+            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+        match (status, kind) {
+            (_, Some(problem_type::KEY_REUSED)) => BalancesCallError::KeyReused,
+            (_, Some(problem_type::UNKNOWN_ACCOUNT)) => BalancesCallError::UnknownAccount,
+            // Throttled before reaching the service: nothing happened.
+            (StatusCode::TOO_MANY_REQUESTS, _) => BalancesCallError::Unavailable(detail),
+            (s, _) if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+                BalancesCallError::OutcomeUnknown(format!("{status}: {detail}"))
+            }
+            _ => BalancesCallError::Invalid(format!("{status}: {detail}")),
+        }
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> BalancesCallError {
+    if error.is_connect() {
+        BalancesCallError::Unavailable(error.to_string())
+    } else {
+        BalancesCallError::OutcomeUnknown(error.to_string())
+    }
+}
+
+impl Balances for HttpBalances {
+    async fn execute(
+        &self,
+        account: &AccountId,
+        key: &IdempotencyKey,
+        operation: &Operation,
+    ) -> Result<OperationRecord, BalancesCallError> {
+        let request = self
+            .http
+            .post(self.url(&["accounts", account.as_str(), "operations"]))
+            .header(IDEMPOTENCY_KEY_HEADER, key.as_str())
+            .json(&OperationBody::from_operation(operation));
+        let (status, body) = self.send(request).await?;
+        if status.is_success() {
+            return self.record(&self.decode(&body)?);
+        }
+        // A refusal (insufficient funds) is a stored outcome, carried in the problem.
+        if let Ok(Problem {
+            operation: Some(record),
+            ..
+        }) = serde_json::from_slice::<Problem>(&body)
+        {
+            if status == StatusCode::UNPROCESSABLE_ENTITY {
+                return self.record(&record);
+            }
+        }
+        Err(self.problem(status, &body))
+    }
+
+    async fn lookup(
+        &self,
+        account: &AccountId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<OperationRecord>, BalancesCallError> {
+        let url = self.url(&["accounts", account.as_str(), "operations", key.as_str()]);
+        let (status, body) = self.send(self.http.get(url)).await?;
+        if status.is_success() {
+            return self.record(&self.decode(&body)?).map(Some);
+        }
+        if status == StatusCode::NOT_FOUND {
+            let problem: Option<Problem> = serde_json::from_slice(&body).ok();
+            if problem.is_some_and(|p| p.problem_type == problem_type::OPERATION_NOT_FOUND) {
+                return Ok(None);
+            }
+        }
+        Err(self.problem(status, &body))
+    }
+
+    async fn balances(
+        &self,
+        account: &AccountId,
+    ) -> Result<BTreeMap<Asset, Balance>, BalancesCallError> {
+        let url = self.url(&["accounts", account.as_str(), "balances"]);
+        let (status, body) = self.send(self.http.get(url)).await?;
+        if !status.is_success() {
+            return Err(self.problem(status, &body));
+        }
+        let body: BalancesBody = self.decode(&body)?;
+        body.parse(&self.catalog)
+            .map_err(|e| BalancesCallError::OutcomeUnknown(format!("unreadable balances: {e}")))
+    }
+}

@@ -1,0 +1,12 @@
+//! Adapters of the application's ports to AWS services and HTTP.
+//!
+//! - [`dynamodb`]: the DynamoDB `LedgerStore` (Balances table).
+//! - [`balances_http`]: the Balances service's JSON wire format (shared by the
+//!   service and its client) and the HTTP client implementing `Balances`.
+//!
+//! Endpoints come from the SDK's standard configuration
+//! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, ...), so the local
+//! stack needs no code path of its own.
+
+pub mod balances_http;
+pub mod dynamodb;

@@ -1,0 +1,26 @@
+//! Lambda entry point of the Balances service: build the clients once, serve
+//! the router through API Gateway.
+
+use app::{BalancesService, SystemClock};
+use aws_adapters::dynamodb::DynamoLedgerStore;
+use balances::{router, Settings};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(true)
+        .without_time() // CloudWatch stamps each line.
+        .init();
+
+    let settings = Settings::from_env()?;
+    let config = aws_config::load_from_env().await;
+    let store = DynamoLedgerStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        settings.balances_table,
+        settings.catalog.clone(),
+    );
+    let service = BalancesService::new(store, SystemClock);
+    lambda_http::run(router(service, settings.catalog)).await
+}
