@@ -1,0 +1,101 @@
+//! Shared harness of the system tests: spawn a service on the local stack,
+//! and the conformance suites that every adapter of a port must pass.
+
+pub mod conformance;
+pub mod lost_response_proxy;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use app::{BalancesService, SystemClock};
+use aws_adapters::balances_http::{HttpBalances, DEFAULT_TIMEOUT};
+use aws_adapters::dynamodb::DynamoLedgerStore;
+use aws_sdk_dynamodb::types::AttributeValue;
+use domain::{AccountId, Catalog};
+use local_stack::{unique_prefix, Stack};
+
+/// A fresh account id, so tests sharing a table never meet.
+pub fn new_account(label: &str) -> AccountId {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    AccountId::parse(&format!("{label}-{}", &suffix[..12])).expect("valid account id")
+}
+
+/// Serves `router` on an ephemeral loopback port until the test ends.
+pub async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let address = listener.local_addr().expect("local address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    address
+}
+
+/// The Balances service on the local stack: its own table, its router on a
+/// loopback port, and an HTTP client of it.
+pub struct BalancesApp {
+    pub base_url: String,
+    pub client: HttpBalances,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+pub async fn spawn_balances(label: &str) -> BalancesApp {
+    let stack = Stack::ensure_running().await.expect("local stack");
+    let resources = stack
+        .create_resources(&unique_prefix(label))
+        .await
+        .expect("resources");
+    let table = resources.table("BalancesTable").to_owned();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config());
+    let catalog = Catalog::us_equities();
+    let store = DynamoLedgerStore::new(dynamodb.clone(), table.clone(), catalog.clone());
+    let router = balances::router(BalancesService::new(store, SystemClock), catalog.clone());
+    let address = serve(router).await;
+    let base_url = format!("http://{address}");
+    let client = HttpBalances::new(&base_url, catalog, DEFAULT_TIMEOUT).expect("client");
+    BalancesApp {
+        base_url,
+        client,
+        dynamodb,
+        table,
+    }
+}
+
+impl BalancesApp {
+    /// Every item of the table, to show that a refused request changed nothing.
+    pub async fn snapshot(&self) -> BTreeMap<String, String> {
+        let mut items = BTreeMap::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            for item in page.items() {
+                let key = |name: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let mut fields: Vec<(&String, &AttributeValue)> = item.iter().collect();
+                fields.sort_by_key(|(name, _)| *name);
+                items.insert(
+                    format!("{}|{}", key("pk"), key("sk")),
+                    format!("{fields:?}"),
+                );
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return items;
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Property test: random sequences of operations, with replays and reused
+//! keys, against a reference model of the ledger. Checks every answer, that
+//! nothing goes negative, and that cash and shares are conserved.
+
+use std::collections::{BTreeMap, HashMap};
+
+use app::memory::MemoryLedgerStore;
+use app::{Balances, BalancesCallError, BalancesService, SystemClock};
+use domain::{
+    AccountId, Amount, Asset, Balance, IdempotencyKey, Operation, OperationRecord, Outcome, Side,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use system_tests::conformance::balances::{aapl, key, settle};
+use system_tests::new_account;
+
+#[derive(Debug, Clone)]
+struct Step {
+    account: usize,
+    key: usize,
+    operation: Operation,
+}
+
+fn operation() -> impl Strategy<Value = Operation> {
+    let asset = prop_oneof![Just(Asset::Cash), Just(aapl())];
+    let amount = (1u64..2_000).prop_map(|u| Amount::new(u).expect("positive"));
+    prop_oneof![
+        (asset.clone(), amount.clone())
+            .prop_map(|(asset, amount)| Operation::Deposit { asset, amount }),
+        (asset.clone(), amount.clone())
+            .prop_map(|(asset, amount)| Operation::Reserve { asset, amount }),
+        (asset, amount).prop_map(|(asset, amount)| Operation::Release { asset, amount }),
+        (
+            prop_oneof![Just(Side::Buy), Just(Side::Sell)],
+            1u64..20,
+            1u64..200
+        )
+            .prop_map(|(side, shares, cents)| settle(side, shares, cents)),
+    ]
+}
+
+fn steps(max_len: usize) -> impl Strategy<Value = Vec<Step>> {
+    // Few accounts and keys, so replays and reused keys are frequent.
+    let step = (0usize..3, 0usize..6, operation()).prop_map(|(account, key, operation)| Step {
+        account,
+        key,
+        operation,
+    });
+    prop::collection::vec(step, 1..max_len)
+}
+
+/// The ledger as plainly as it can be written.
+#[derive(Default)]
+struct Model {
+    balances: BTreeMap<(usize, Asset), Balance>,
+    records: HashMap<(usize, usize), (Operation, Outcome)>,
+    /// Net value that entered each asset from outside (deposits and trades).
+    inflow: BTreeMap<Asset, i128>,
+}
+
+impl Model {
+    fn expect(&mut self, step: &Step) -> Result<Outcome, BalancesCallError> {
+        if let Some((operation, outcome)) = self.records.get(&(step.account, step.key)) {
+            return if operation == &step.operation {
+                Ok(outcome.clone())
+            } else {
+                Err(BalancesCallError::KeyReused)
+            };
+        }
+        let known = self.balances.keys().any(|(a, _)| *a == step.account);
+        if !known && !matches!(step.operation, Operation::Deposit { .. }) {
+            return Err(BalancesCallError::UnknownAccount);
+        }
+        let changes = step.operation.changes().expect("bounded");
+        let mut updated = Vec::new();
+        let mut outcome = Outcome::Succeeded;
+        for change in &changes {
+            let slot = (step.account, change.asset.clone());
+            match change.apply(self.balances.get(&slot).copied().unwrap_or_default()) {
+                Ok(balance) => updated.push((slot, balance)),
+                Err(failure) => {
+                    outcome = Outcome::Failed(failure);
+                    break;
+                }
+            }
+        }
+        if outcome == Outcome::Succeeded {
+            self.balances.extend(updated);
+            for change in &changes {
+                *self.inflow.entry(change.asset.clone()).or_default() +=
+                    i128::from(change.available) + i128::from(change.reserved);
+            }
+        }
+        self.records.insert(
+            (step.account, step.key),
+            (step.operation.clone(), outcome.clone()),
+        );
+        Ok(outcome)
+    }
+}
+
+async fn check_sequence<B: Balances>(balances: &B, steps: &[Step]) -> Result<(), TestCaseError> {
+    let accounts: Vec<AccountId> = (0..3).map(|_| new_account("model")).collect();
+    let keys: Vec<IdempotencyKey> = (0..6).map(|k| key(&format!("key-{k}"))).collect();
+    let mut model = Model::default();
+    let mut first_answers: HashMap<(usize, usize), OperationRecord> = HashMap::new();
+    for step in steps {
+        let expected = model.expect(step);
+        let actual = balances
+            .execute(&accounts[step.account], &keys[step.key], &step.operation)
+            .await;
+        if let Ok(record) = &actual {
+            // A replay is answered with the very record of the first call.
+            let first = first_answers
+                .entry((step.account, step.key))
+                .or_insert_with(|| record.clone());
+            prop_assert_eq!(&*first, record);
+        }
+        prop_assert_eq!(actual.map(|r| r.outcome), expected, "step {:?}", step);
+    }
+    let mut totals: BTreeMap<Asset, i128> = BTreeMap::new();
+    for (index, account) in accounts.iter().enumerate() {
+        let expected: BTreeMap<Asset, Balance> = model
+            .balances
+            .iter()
+            .filter(|((a, _), _)| *a == index)
+            .map(|((_, asset), balance)| (asset.clone(), *balance))
+            .collect();
+        let actual = balances.balances(account).await.unwrap_or_default();
+        prop_assert_eq!(&actual, &expected);
+        for (asset, balance) in actual {
+            *totals.entry(asset).or_default() +=
+                i128::from(balance.available) + i128::from(balance.reserved);
+        }
+    }
+    // Conservation: what the accounts hold is exactly what came in.
+    let inflow: BTreeMap<Asset, i128> = model
+        .inflow
+        .into_iter()
+        .filter(|(asset, v)| *v != 0 || totals.contains_key(asset))
+        .collect();
+    let totals: BTreeMap<Asset, i128> = totals
+        .into_iter()
+        .filter(|(asset, v)| *v != 0 || inflow.contains_key(asset))
+        .collect();
+    prop_assert_eq!(totals, inflow);
+    Ok(())
+}
+
+fn run<B: Balances, F: Fn() -> B>(cases: u32, max_len: usize, make: F) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&steps(max_len), |steps| {
+        let balances = make();
+        runtime.block_on(check_sequence(&balances, &steps))
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
+
+#[test]
+fn ledger_matches_its_model_in_memory() {
+    run(300, 60, || {
+        BalancesService::new(MemoryLedgerStore::default(), SystemClock)
+    });
+}
+
+/// Fewer cases: each step is a round trip to the service and the emulator.
+#[test]
+fn ledger_matches_its_model_over_http_on_dynamodb() {
+    // The server's task keeps running on this runtime's workers while the
+    // property runner drives the client from its own runtime.
+    let server_runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let app = server_runtime.block_on(system_tests::spawn_balances("model"));
+    run(12, 40, || app.client.clone());
+}
