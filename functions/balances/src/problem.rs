@@ -8,17 +8,18 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::OperationRecord;
 
-pub struct ApiError(Problem);
+/// Boxed: the problem is large and errors travel through every `?`.
+pub struct ApiError(Box<Problem>);
 
 impl ApiError {
     fn new(status: StatusCode, problem_type: &str, title: &str, detail: impl Into<String>) -> Self {
-        ApiError(Problem {
+        ApiError(Box::new(Problem {
             problem_type: problem_type.into(),
             title: title.into(),
             status: status.as_u16(),
             detail: Some(detail.into()),
             operation: None,
-        })
+        }))
     }
 
     pub fn invalid(status: StatusCode, detail: impl Into<String>) -> Self {

@@ -149,7 +149,7 @@ impl Catalog {
     /// Refuses a price that is not a whole number of the instrument's ticks.
     pub fn check_tick(&self, symbol: &Symbol, price: Price) -> Result<(), AssetError> {
         let instrument = self.instrument(symbol.as_str())?;
-        if price.cents() % instrument.tick_cents == 0 {
+        if price.cents().is_multiple_of(instrument.tick_cents) {
             Ok(())
         } else {
             Err(AssetError::OffTick {
