@@ -6,14 +6,18 @@
 //!   `Balances` port that other functions call it through. The service itself
 //!   implements the port, so in-process callers (tests, the simulation) use it
 //!   directly and remote callers use the HTTP adapter.
+//! - [`exchange`]: the `Exchange` port (place, look up, cancel by client order id).
+//! - [`order_store`]: the `OrderStore` port (orders with their step records, versioned).
 //! - [`memory`]: in-memory adapters of the ports, for unit tests and the
 //!   deterministic simulation. They pass the same conformance suites as the
 //!   DynamoDB/HTTP adapters (see `tests/`).
 
 pub mod balances;
 pub mod clock;
+pub mod exchange;
 pub mod ledger_store;
 pub mod memory;
+pub mod order_store;
 
 pub use balances::{Balances, BalancesCallError, BalancesError, BalancesService, Executed};
 pub use clock::{Clock, ManualClock, SystemClock};
