@@ -1,0 +1,310 @@
+//! The local stack: a DynamoDB + SQS emulator (moto, wrapped by
+//! `infra/moto/server.py`) and the tables and queues of `template.yaml`.
+//!
+//! - [`ensure_installed`] creates `<workspace>/.local/venv` with the pinned
+//!   `infra/moto/requirements.txt` (re-installing when that file changes).
+//! - [`Stack::ensure_running`] starts the emulator detached (it outlives the
+//!   calling process, so parallel test processes share one) or reuses the one
+//!   that already answers.
+//! - [`Stack::create_resources`] creates `<prefix><LogicalId>` tables and
+//!   queues from the template, so each test gets its own set.
+//!
+//! Environment:
+//! - `LOCAL_STACK_PORT` (default 4566): port of the emulator on 127.0.0.1.
+//! - `LOCAL_STACK_ENDPOINT`: use this emulator as it is (start nothing); e.g.
+//!   a stock `moto_server` to compare against.
+//! - `LOCAL_STACK_TEMPLATE` (default `<workspace>/template.yaml`): where the
+//!   table and queue definitions come from.
+//! - `LOCAL_STACK_PYTHON` (default `python3`): interpreter that creates the venv.
+
+mod process;
+mod resources;
+mod template;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use process::{ensure_installed, python_tool, status, stop, EmulatorStatus};
+pub use template::{QueueSpec, TableSpec, TemplateResources};
+
+/// Default port of the emulator (LocalStack's customary port, so SDK users recognise it).
+pub const DEFAULT_PORT: u16 = 4566;
+
+/// Everything that can go wrong while installing, starting or provisioning.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("installing the emulator failed: {0}")]
+    Install(String),
+    #[error("the emulator did not start: {0}")]
+    Start(String),
+    #[error("port {port} is taken by something that is not this project's emulator: {detail}")]
+    PortTaken { port: u16, detail: String },
+    #[error("template.yaml: {0}")]
+    Template(String),
+    #[error(
+        "invalid resource prefix {0:?}: use letters, digits, '-' and '_' (at most 100 characters)"
+    )]
+    Prefix(String),
+    #[error("{operation} failed: {message}")]
+    Aws { operation: String, message: String },
+    #[error("invalid setting: {0}")]
+    Config(String),
+}
+
+impl StackError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StackError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Wraps an SDK error with its full source chain (the SDK's Display alone
+    /// is often just "service error").
+    pub(crate) fn aws(operation: &str, error: impl std::error::Error) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(inner) = source {
+            message.push_str(": ");
+            message.push_str(&inner.to_string());
+            source = inner.source();
+        }
+        StackError::Aws {
+            operation: operation.to_string(),
+            message,
+        }
+    }
+}
+
+/// Root of the Cargo workspace (where `template.yaml` and `.local/` live).
+pub fn workspace_root() -> PathBuf {
+    // This crate lives at <root>/infra/local-stack.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or(manifest)
+}
+
+/// The template the resources come from: `$LOCAL_STACK_TEMPLATE` if set,
+/// else `<workspace>/template.yaml`.
+pub fn template_path() -> PathBuf {
+    std::env::var_os("LOCAL_STACK_TEMPLATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("template.yaml"))
+}
+
+/// A resource prefix unique to one test or demo run, e.g. `t-orders-1a2b3c4d-`.
+pub fn unique_prefix(label: &str) -> String {
+    let clean: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("t-{clean}-{}-", &id[..8])
+}
+
+/// A running emulator (started by us or reused).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    dynamodb_endpoint: String,
+    sqs_endpoint: String,
+}
+
+/// Region, and dummy credentials the emulator accepts (it does not check them).
+const REGION: &str = "us-east-1";
+const ACCESS_KEY_ID: &str = "local";
+const SECRET_ACCESS_KEY: &str = "local";
+
+impl Stack {
+    /// Starts the emulator (installing it if missing) unless one already
+    /// answers; reuses it otherwise.
+    pub async fn ensure_running() -> Result<Stack, StackError> {
+        let endpoint = tokio::task::spawn_blocking(process::ensure_running_blocking)
+            .await
+            .map_err(|e| StackError::Start(format!("launcher task failed: {e}")))??;
+        Ok(Stack::at(&endpoint))
+    }
+
+    /// A stack at a known endpoint, started by someone else (no checks).
+    pub fn at(endpoint: &str) -> Stack {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        Stack {
+            dynamodb_endpoint: endpoint.clone(),
+            sqs_endpoint: endpoint,
+        }
+    }
+
+    pub fn dynamodb_endpoint(&self) -> &str {
+        &self.dynamodb_endpoint
+    }
+
+    pub fn sqs_endpoint(&self) -> &str {
+        &self.sqs_endpoint
+    }
+
+    /// SdkConfig with the endpoints above (service-specific endpoint URLs),
+    /// region us-east-1, static dummy credentials.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        let credentials = aws_credential_types::Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "local-stack",
+        );
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            )
+            // The same per-service hook that AWS_ENDPOINT_URL_DYNAMODB /
+            // AWS_ENDPOINT_URL_SQS feed in aws-config, so clients built from
+            // this config behave like clients in a child process given env_vars().
+            .service_config(ServiceEndpoints {
+                dynamodb: self.dynamodb_endpoint.clone(),
+                sqs: self.sqs_endpoint.clone(),
+            })
+            .build()
+    }
+
+    /// Environment variables for child processes (the standard AWS SDK ones).
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb_endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_SQS", self.sqs_endpoint.as_str()),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Creates (or reuses) `<prefix><LogicalId>` for every table and queue in
+    /// template.yaml.
+    pub async fn create_resources(&self, prefix: &str) -> Result<Resources, StackError> {
+        let path = template_path();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| StackError::io(format!("reading {}", path.display()), e))?;
+        let spec = template::parse(&text)?;
+        resources::create(&self.sdk_config(), &spec, prefix).await
+    }
+}
+
+/// Names of the created resources, keyed by the template's logical ids.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub tables: BTreeMap<String, String>,
+    pub queues: BTreeMap<String, QueueInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub name: String,
+    pub url: String,
+    pub arn: String,
+}
+
+impl Resources {
+    /// Physical name of a table. Panics on an unknown logical id: that is a
+    /// bug in the caller (or the template), not a runtime condition.
+    pub fn table(&self, logical_id: &str) -> &str {
+        match self.tables.get(logical_id) {
+            Some(name) => name,
+            None => panic!(
+                "no table {logical_id:?} in template.yaml (have {:?})",
+                self.tables.keys().collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    /// URL of a queue. Panics on an unknown logical id, like [`Resources::table`].
+    pub fn queue_url(&self, logical_id: &str) -> &str {
+        match self.queues.get(logical_id) {
+            Some(q) => &q.url,
+            None => panic!(
+                "no queue {logical_id:?} in template.yaml (have {:?})",
+                self.queues.keys().collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    /// `KEY=value` lines naming every resource, as `local-stack up` prints them.
+    pub fn env_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, name) in &self.tables {
+            out.push(format!("{}={name}", env_key(id, "")));
+        }
+        for (id, q) in &self.queues {
+            out.push(format!("{}={}", env_key(id, "_URL"), q.url));
+            out.push(format!("{}={}", env_key(id, "_ARN"), q.arn));
+        }
+        out
+    }
+}
+
+/// `TradingTable` -> `TRADING_TABLE`, `FillQueue` + `_URL` -> `FILL_QUEUE_URL`
+/// (the variable names template.yaml gives the functions).
+fn env_key(logical_id: &str, suffix: &str) -> String {
+    let mut key = String::new();
+    for (i, c) in logical_id.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            key.push('_');
+        }
+        key.push(c.to_ascii_uppercase());
+    }
+    key.push_str(suffix);
+    key
+}
+
+/// Per-service endpoint URLs for [`aws_config::SdkConfig`].
+#[derive(Debug)]
+struct ServiceEndpoints {
+    dynamodb: String,
+    sqs: String,
+}
+
+impl aws_types::service_config::LoadServiceConfig for ServiceEndpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        if key.env() != "AWS_ENDPOINT_URL" {
+            return None;
+        }
+        match key.service_id() {
+            "DynamoDB" => Some(self.dynamodb.clone()),
+            "SQS" => Some(self.sqs.clone()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keys_follow_the_template_names() {
+        assert_eq!(env_key("TradingTable", ""), "TRADING_TABLE");
+        assert_eq!(env_key("FillQueue", "_URL"), "FILL_QUEUE_URL");
+    }
+
+    #[test]
+    fn unique_prefixes_are_valid_names() {
+        let p = unique_prefix("conditional decrement");
+        assert!(p.starts_with("t-conditional-decrement-"));
+        assert!(p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_ne!(p, unique_prefix("conditional decrement"));
+    }
+}

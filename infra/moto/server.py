@@ -1,0 +1,375 @@
+"""moto_server, made safe for concurrent tests.
+
+Serves moto's DynamoDB and SQS emulation (and whatever else moto serves) on one
+port, with three changes to stock ``moto_server`` that this project depends on.
+Each was measured on stock moto; see infra/EMULATOR.md.
+
+1. Atomicity. Stock moto_server handles each request on its own thread with no
+   locking around the DynamoDB backend, so a conditional decrement could
+   succeed 101 times on 100 units, two ``attribute_not_exists`` puts of one key
+   could both win, and concurrent TransactWriteItems returned HTTP 500s and lost
+   unrelated writes. Every DynamoDB request (``X-Amz-Target:
+   DynamoDB_20120810.*``) is therefore served under one process-wide lock.
+
+   SQS gets a lock of its own (moto's SQS receive loop mutates shared lists
+   without locking either), but a long poll must never hold a lock for its
+   whole wait: ReceiveMessage is re-implemented as short polls taken under the
+   SQS lock, waiting between them with no lock held. DynamoDB and SQS never
+   share a lock, so a long poll cannot stall a DynamoDB call.
+
+2. Transaction cost. Stock ``transact_write_items`` deep-copies every table it
+   touches so it can roll back (46 tx/s on a small table, ~5 s per transaction
+   at 50,000 items). The replacement checks every condition first, applies only
+   when all hold, and snapshots just the touched items in case applying fails.
+   Errors keep stock moto's shape: ``TransactionCanceledException`` with one
+   ``CancellationReasons`` entry per item (``ConditionalCheckFailed`` or
+   ``None``), validation errors re-raised as they are.
+
+3. Memory. ``BaseModel.__new__`` appends every model object moto ever creates
+   to a class-level list (for moto's dashboard); one long run grew to 8.6 GiB.
+   The tracking is switched off.
+
+It also answers ``GET /_local_stack/health`` so the launcher can tell this
+wrapper (and which version of it) from anything else on the port.
+
+Usage: python server.py [--host 127.0.0.1] [--port 4566] [--fingerprint X]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+# --------------------------------------------------------------------------
+# 3. Memory: must be patched before any moto model object is created.
+# --------------------------------------------------------------------------
+from moto.core import common_models
+
+
+def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    # Same as moto's BaseModel.__new__ minus ``cls.instances_tracked.append``.
+    return object.__new__(cls)
+
+
+common_models.BaseModel.__new__ = _untracked_new  # type: ignore[method-assign,assignment]
+
+from moto.dynamodb.exceptions import (  # noqa: E402
+    ConditionalCheckFailed,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.comparisons import get_filter_expression  # noqa: E402
+from moto.dynamodb.models import DynamoDBBackend  # noqa: E402
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.sqs.models import SQSBackend  # noqa: E402
+from werkzeug.serving import run_simple  # noqa: E402
+
+LOG = logging.getLogger("local-stack-moto")
+
+DYNAMODB_LOCK = threading.Lock()
+SQS_LOCK = threading.Lock()
+
+HEALTH_PATH = "/_local_stack/health"
+
+# --------------------------------------------------------------------------
+# 2. TransactWriteItems without deep-copying tables.
+# --------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    """Drop-in for ``DynamoDBBackend.transact_write_items`` (moto 5.2.5).
+
+    Same checks in the same order as stock moto, but in two phases:
+    phase 1 evaluates every item's key and condition without writing anything;
+    phase 2 applies the items, remembering each touched item's previous value,
+    and restores those values if an apply step raises. Cost is proportional to
+    the number of items in the transaction, not to the size of the tables.
+
+    Callers hold DYNAMODB_LOCK (the whole request runs under it), so nobody
+    observes the state between phases.
+    """
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+
+    target_items: set[tuple[str, str]] = set()
+
+    def check_unicity(table_name: str, key: dict[str, Any]) -> None:
+        item = (str(table_name), str(dict(sorted(key.items()))))
+        if item in target_items:
+            raise MultipleTransactionsException()
+        target_items.add(item)
+
+    # Phase 1: conditions. errors[i] is (code, message, item) or (None, None, None),
+    # exactly the tuples stock moto hands to TransactionCanceledException.
+    errors: list[tuple[Any, Any, Any]] = []
+    plan: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = []
+    for item in transact_items:
+        if len(list(item.keys())) > 1:
+            raise TransactWriteSingleOpException
+        original_item: dict[str, Any] | None = None
+        try:
+            op_type, op = next(iter(item.items()))
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+            table_name = op["TableName"]
+            if op_type == "Put":
+                attrs = op["Item"]
+                table = self.get_table(table_name)
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+            check_unicity(table_name, key)
+            plan.append((op_type, op, table_name, key))
+
+            condition_expression = op.get("ConditionExpression")
+            current = self.get_item(table_name, key)
+            if condition_expression is not None:
+                condition_op = get_filter_expression(
+                    condition_expression,
+                    op.get("ExpressionAttributeNames"),
+                    op.get("ExpressionAttributeValues"),
+                )
+                if not condition_op.expr(current):
+                    if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                        original_item = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=original_item)
+            errors.append((None, None, None))
+        except (MultipleTransactionsException, MockValidationException):
+            raise  # nothing written yet: no rollback needed
+        except ConditionalCheckFailed as e:
+            errors.append(("ConditionalCheckFailed", str(e.message), original_item))
+        except Exception as e:  # noqa: BLE001 - stock moto reports any error per item
+            errors.append((type(e).__name__, str(e), original_item))
+
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+
+    # Phase 2: apply, keeping a copy of each touched item for rollback.
+    undo: list[tuple[Any, Any, Any, Any]] = []  # (table, hash, range, previous Item or _MISSING)
+
+    def rollback() -> None:
+        for table, hash_key, range_key, previous in reversed(undo):
+            if range_key is not None:
+                bucket = table.items[hash_key]
+                if previous is _MISSING:
+                    bucket.pop(range_key, None)
+                    if not bucket:
+                        table.items.pop(hash_key, None)
+                else:
+                    bucket[range_key] = previous
+            elif previous is _MISSING:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = previous
+
+    applied: list[tuple[Any, Any, Any]] = []
+    for index, (op_type, op, table_name, key) in enumerate(plan):
+        try:
+            table = self.get_table(table_name)
+            hash_key, range_key = self.get_keys_value(table, key)
+            previous = table.get_item(hash_key, range_key)
+            # update_item mutates the stored Item in place, so keep a copy.
+            undo.append(
+                (table, hash_key, range_key, _MISSING if previous is None else copy.deepcopy(previous))
+            )
+            cond = op.get("ConditionExpression")
+            names = op.get("ExpressionAttributeNames")
+            values = op.get("ExpressionAttributeValues")
+            if op_type == "Put":
+                self.put_item(
+                    table_name,
+                    op["Item"],
+                    condition_expression=cond,
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+            elif op_type == "Delete":
+                self.delete_item(
+                    table_name,
+                    key,
+                    condition_expression=cond,
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+            elif op_type == "Update":
+                self.update_item(
+                    table_name,
+                    key,
+                    update_expression=op["UpdateExpression"],
+                    condition_expression=cond,
+                    expression_attribute_names=names,
+                    expression_attribute_values=values,
+                )
+            applied.append((None, None, None))
+        except (MultipleTransactionsException, MockValidationException):
+            rollback()
+            raise
+        except Exception as e:  # noqa: BLE001 - same per-item reporting as stock
+            rollback()
+            reasons: list[tuple[Any, Any, Any]] = [(None, None, None)] * len(plan)
+            reasons[index] = (type(e).__name__, str(e), None)
+            raise TransactionCanceledException(reasons) from e
+
+
+DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+
+# --------------------------------------------------------------------------
+# 1b. SQS long polls that hold no lock while they wait.
+# --------------------------------------------------------------------------
+
+_stock_receive_message = SQSBackend.receive_message
+
+
+def _receive_message(
+    self: SQSBackend,
+    queue_name: str,
+    count: int,
+    wait_seconds_timeout: int,
+    visibility_timeout: int,
+    message_attribute_names: list[str] | None = None,
+) -> Any:
+    """Long poll as a series of short polls under SQS_LOCK.
+
+    Stock moto loops inside ``receive_message`` for the whole wait time. Here
+    each attempt is a zero-wait stock call under the lock, and the wait between
+    attempts happens with no lock held (on the queue's condition variable, so a
+    send wakes it, capped so visibility expiries are noticed too).
+    """
+    deadline = time.monotonic() + (wait_seconds_timeout or 0)
+    while True:
+        with SQS_LOCK:
+            result = _stock_receive_message(
+                self, queue_name, count, 0, visibility_timeout, message_attribute_names
+            )
+        remaining = deadline - time.monotonic()
+        if result or remaining <= 0:
+            return result
+        queue = self.get_queue(queue_name)
+        started = time.monotonic()
+        queue.wait_for_messages(min(remaining, 0.5))
+        if time.monotonic() - started < 0.02:
+            # A visible message exists but could not be delivered (e.g. FIFO
+            # group in flight): avoid spinning.
+            time.sleep(min(0.05, max(remaining, 0)))
+
+
+SQSBackend.receive_message = _receive_message  # type: ignore[method-assign]
+
+# --------------------------------------------------------------------------
+# 1a. The WSGI wrapper: one lock per service, health endpoint.
+# --------------------------------------------------------------------------
+
+
+class LockingApp:
+    """Serialises DynamoDB requests (and SQS requests other than ReceiveMessage)."""
+
+    def __init__(self, inner: Callable[..., Iterable[bytes]], fingerprint: str):
+        self.inner = inner
+        self.health = json.dumps(
+            {"emulator": "local-stack-moto", "fingerprint": fingerprint, "pid": os.getpid()}
+        ).encode()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH:
+            start_response(
+                "200 OK",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(self.health)))],
+            )
+            return [self.health]
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("DynamoDB_20120810."):
+            return self._locked(DYNAMODB_LOCK, environ, start_response)
+        if target.startswith("AmazonSQS."):
+            if target == "AmazonSQS.ReceiveMessage":
+                return self.inner(environ, start_response)  # locks per poll itself
+            return self._locked(SQS_LOCK, environ, start_response)
+        # Anything else (query-protocol SQS from old SDKs, moto's own API, other
+        # services) runs as stock moto does. The Rust SDK and boto3 use JSON.
+        return self.inner(environ, start_response)
+
+    def _locked(
+        self, lock: threading.Lock, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        # The whole request, including reading the body and producing the
+        # response bytes, happens under the lock; only sending them does not.
+        captured: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], Any]:
+            captured[:] = [status, headers, exc_info]
+            return lambda _data: None
+
+        with lock:
+            result = self.inner(environ, capture)
+            try:
+                body = b"".join(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        status, headers, exc_info = captured
+        start_response(status, headers, exc_info)
+        return [body]
+
+
+class QuietRequestHandler(MotoRequestHandler):
+    """moto's handler without one log line per request."""
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4566, help="port to bind (default 4566)")
+    parser.add_argument(
+        "--fingerprint",
+        default="",
+        help="opaque string echoed by GET /_local_stack/health (the launcher passes a hash of this file and the requirements)",
+    )
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+
+    def stop(_signum: int, _frame: Any) -> None:
+        LOG.info("stopping (signal %s)", _signum)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    app = LockingApp(DomainDispatcherApplication(create_backend_app), args.fingerprint)
+    LOG.info("serving on http://%s:%d (pid %d)", args.host, args.port, os.getpid())
+    run_simple(
+        args.host,
+        args.port,
+        app,
+        threaded=True,
+        use_reloader=False,
+        request_handler=QuietRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()

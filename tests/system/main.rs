@@ -1,0 +1,8 @@
+//! System tests: one binary, run against the local stack (moto_server) that
+//! `local_stack::Stack::ensure_running` starts or reuses.
+
+mod balances;
+mod balances_api;
+mod balances_model;
+mod emulator;
+mod template;
