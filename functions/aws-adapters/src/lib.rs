@@ -3,6 +3,8 @@
 //! - [`dynamodb`]: the DynamoDB `LedgerStore` (Balances table).
 //! - [`balances_http`]: the Balances service's JSON wire format (shared by the
 //!   service and its client) and the HTTP client implementing `Balances`.
+//! - [`exchange_http`]: the HTTP client of the exchange's REST API,
+//!   implementing `Exchange`.
 //!
 //! Endpoints come from the SDK's standard configuration
 //! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, ...), so the local
@@ -10,3 +12,4 @@
 
 pub mod balances_http;
 pub mod dynamodb;
+pub mod exchange_http;
