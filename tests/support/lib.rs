@@ -2,7 +2,10 @@
 //! and the conformance suites that every adapter of a port must pass.
 
 pub mod conformance;
-pub mod lost_response_proxy;
+pub mod faulty_proxy;
+pub mod orders;
+pub mod platform;
+pub mod sim_exchange;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -66,36 +69,43 @@ pub async fn spawn_balances(label: &str) -> BalancesApp {
 impl BalancesApp {
     /// Every item of the table, to show that a refused request changed nothing.
     pub async fn snapshot(&self) -> BTreeMap<String, String> {
-        let mut items = BTreeMap::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .dynamodb
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
-            for item in page.items() {
-                let key = |name: &str| {
-                    item.get(name)
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let mut fields: Vec<(&String, &AttributeValue)> = item.iter().collect();
-                fields.sort_by_key(|(name, _)| *name);
-                items.insert(
-                    format!("{}|{}", key("pk"), key("sk")),
-                    format!("{fields:?}"),
-                );
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return items;
-            }
+        table_snapshot(&self.dynamodb, &self.table).await
+    }
+}
+
+/// Every item of a table, keyed by `pk|sk`, with its attributes rendered.
+pub async fn table_snapshot(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> BTreeMap<String, String> {
+    let mut items = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = dynamodb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            let key = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let mut fields: Vec<(&String, &AttributeValue)> = item.iter().collect();
+            fields.sort_by_key(|(name, _)| *name);
+            items.insert(
+                format!("{table}|{}|{}", key("pk"), key("sk")),
+                format!("{fields:?}"),
+            );
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return items;
         }
     }
 }

@@ -9,7 +9,8 @@ use balances::MAX_BODY_BYTES;
 use domain::{Asset, Balance, Catalog, Outcome};
 use reqwest::StatusCode;
 use system_tests::conformance::balances::{balance_of, deposit, funded_account, key, reserve};
-use system_tests::{lost_response_proxy, new_account, spawn_balances, BalancesApp};
+use system_tests::faulty_proxy::{FaultyProxy, Mode};
+use system_tests::{new_account, spawn_balances, BalancesApp};
 
 fn operations_url(app: &BalancesApp, account: &str) -> String {
     format!("{}/accounts/{account}/operations", app.base_url)
@@ -302,13 +303,10 @@ async fn lost_response_is_recovered_by_key() {
         .trim_start_matches("http://")
         .parse()
         .expect("address");
-    let proxy = lost_response_proxy::spawn(upstream).await;
-    let lossy = HttpBalances::new(
-        &format!("http://{proxy}"),
-        Catalog::us_equities(),
-        DEFAULT_TIMEOUT,
-    )
-    .expect("client");
+    let proxy = FaultyProxy::spawn(upstream).await;
+    proxy.set(Mode::LoseResponse);
+    let lossy =
+        HttpBalances::new(&proxy.url(), Catalog::us_equities(), DEFAULT_TIMEOUT).expect("client");
 
     let lost = lossy
         .execute(&account, &key("o-9:reserve"), &reserve(4_000))

@@ -5,4 +5,8 @@ mod balances;
 mod balances_api;
 mod balances_model;
 mod emulator;
+mod exchange;
+mod openapi;
+mod order_store;
+mod place_order;
 mod template;

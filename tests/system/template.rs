@@ -31,20 +31,36 @@ fn cfn_lint_passes() {
 fn function_policies_are_least_privilege() {
     let template = template();
     let resources = template["Resources"].as_mapping().expect("resources");
-    let forbidden_actions = ["dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:*", "sqs:*"];
+    let forbidden_actions = [
+        "dynamodb:Scan",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:*",
+        "sqs:*",
+    ];
     let mut functions = 0;
     for (name, resource) in resources {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
         }
         functions += 1;
-        let policies = resource["Properties"]["Policies"].as_sequence().expect("every function lists its policies");
+        let policies = resource["Properties"]["Policies"]
+            .as_sequence()
+            .expect("every function lists its policies");
         for policy in policies {
-            let statements = policy["Statement"].as_sequence().unwrap_or_else(|| panic!("{name:?}: inline statements only, got {policy:?}"));
+            let statements = policy["Statement"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{name:?}: inline statements only, got {policy:?}"));
             for statement in statements {
                 let rendered = serde_yaml::to_string(&statement["Resource"]).expect("yaml");
-                assert!(!rendered.contains("'*'") && !rendered.trim().eq("'*'"), "{name:?}: wildcard resource {rendered}");
-                assert!(!rendered.contains(":*"), "{name:?}: wildcard in resource {rendered}");
+                assert!(
+                    !rendered.contains("'*'") && !rendered.trim().eq("'*'"),
+                    "{name:?}: wildcard resource {rendered}"
+                );
+                assert!(
+                    !rendered.contains(":*"),
+                    "{name:?}: wildcard in resource {rendered}"
+                );
                 let actions = serde_yaml::to_string(&statement["Action"]).expect("yaml");
                 for action in forbidden_actions {
                     assert!(!actions.contains(action), "{name:?} may not {action}");
@@ -52,5 +68,8 @@ fn function_policies_are_least_privilege() {
             }
         }
     }
-    assert_eq!(functions, 5, "the five functions of the design are declared");
+    assert_eq!(
+        functions, 5,
+        "the five functions of the design are declared"
+    );
 }

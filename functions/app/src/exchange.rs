@@ -35,7 +35,10 @@ pub enum ExchangeOrderStatus {
 impl ExchangeOrderStatus {
     /// No further execution can come.
     pub fn is_final(self) -> bool {
-        !matches!(self, ExchangeOrderStatus::New | ExchangeOrderStatus::PartiallyFilled)
+        !matches!(
+            self,
+            ExchangeOrderStatus::New | ExchangeOrderStatus::PartiallyFilled
+        )
     }
 }
 
@@ -53,7 +56,9 @@ pub enum PlaceOutcome {
     Accepted(ExchangeOrder),
     /// The exchange holds no order from this request, and never will: it was
     /// invalid, arrived after its deadline, or its id was tombstoned.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +83,10 @@ pub enum ExchangeError {
 }
 
 pub trait Exchange: Send + Sync {
-    fn place(&self, request: &PlaceRequest) -> impl Future<Output = Result<PlaceOutcome, ExchangeError>> + Send;
+    fn place(
+        &self,
+        request: &PlaceRequest,
+    ) -> impl Future<Output = Result<PlaceOutcome, ExchangeError>> + Send;
 
     /// The order placed under this client id, if the exchange holds one.
     fn order(
@@ -87,10 +95,19 @@ pub trait Exchange: Send + Sync {
     ) -> impl Future<Output = Result<Option<ExchangeOrder>, ExchangeError>> + Send;
 
     /// Every execution of the order, all pages.
-    fn executions(&self, exchange_order_id: &str) -> impl Future<Output = Result<Vec<Execution>, ExchangeError>> + Send;
+    fn executions(
+        &self,
+        exchange_order_id: &str,
+    ) -> impl Future<Output = Result<Vec<Execution>, ExchangeError>> + Send;
 
-    fn cancel(&self, client_order_id: &OrderId) -> impl Future<Output = Result<CancelOutcome, ExchangeError>> + Send;
+    fn cancel(
+        &self,
+        client_order_id: &OrderId,
+    ) -> impl Future<Output = Result<CancelOutcome, ExchangeError>> + Send;
 
     /// The price a market buy's reservation is sized on.
-    fn reference_price(&self, symbol: &Symbol) -> impl Future<Output = Result<Price, ExchangeError>> + Send;
+    fn reference_price(
+        &self,
+        symbol: &Symbol,
+    ) -> impl Future<Output = Result<Price, ExchangeError>> + Send;
 }

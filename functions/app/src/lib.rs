@@ -8,6 +8,7 @@
 //!   directly and remote callers use the HTTP adapter.
 //! - [`exchange`]: the `Exchange` port (place, look up, cancel by client order id).
 //! - [`order_store`]: the `OrderStore` port (orders with their step records, versioned).
+//! - [`orders`]: the order use cases and the driver shared by every handler.
 //! - [`memory`]: in-memory adapters of the ports, for unit tests and the
 //!   deterministic simulation. They pass the same conformance suites as the
 //!   DynamoDB/HTTP adapters (see `tests/`).
@@ -18,6 +19,7 @@ pub mod exchange;
 pub mod ledger_store;
 pub mod memory;
 pub mod order_store;
+pub mod orders;
 
 pub use balances::{Balances, BalancesCallError, BalancesError, BalancesService, Executed};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -44,7 +44,9 @@ pub enum Inserted {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Saved {
-    Saved { version: u64 },
+    Saved {
+        version: u64,
+    },
     /// Someone else saved first: reload and derive again.
     Conflict,
 }
@@ -68,10 +70,17 @@ pub trait OrderStore: Send + Sync + 'static {
 
     fn insert(&self, order: &Order) -> impl Future<Output = Result<Inserted, StoreError>> + Send;
 
-    fn load(&self, id: &OrderId) -> impl Future<Output = Result<Option<Versioned<Order>>, StoreError>> + Send;
+    fn load(
+        &self,
+        id: &OrderId,
+    ) -> impl Future<Output = Result<Option<Versioned<Order>>, StoreError>> + Send;
 
     /// Replaces the order if it is still at `expected_version`.
-    fn save(&self, order: &Order, expected_version: u64) -> impl Future<Output = Result<Saved, StoreError>> + Send;
+    fn save(
+        &self,
+        order: &Order,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
 
     fn list_for_account(
         &self,

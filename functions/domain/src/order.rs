@@ -13,6 +13,9 @@ use crate::ids::{AccountId, IdempotencyKey};
 use crate::ledger::Side;
 use crate::money::{notional, Amount, MoneyError, Price, Quantity};
 
+/// Shards of the open-order index: open orders spread over this many index
+/// partitions, so no single one runs hot; the reconciler reads each.
+pub const OPEN_INDEX_SHARDS: u32 = 8;
 /// Most fills one order records; beyond it the order is flagged for an
 /// operator instead of growing without bound.
 pub const MAX_FILLS_PER_ORDER: usize = 200;
@@ -164,6 +167,20 @@ impl OrderRequest {
                 limit_price,
             }),
         }
+    }
+
+    /// A stable digest of the request, to tell a replay from a reused key.
+    pub fn fingerprint(&self, account: &AccountId) -> String {
+        use sha2::{Digest, Sha256};
+        let limit = self.limit_price.map_or(0, Price::cents);
+        let canonical = format!(
+            "v1|order|{account}|{}|{}|{:?}|{}|{limit}",
+            self.symbol,
+            self.side.as_str(),
+            self.order_type,
+            self.quantity.shares()
+        );
+        hex::encode(Sha256::digest(canonical.as_bytes()))
     }
 
     /// What must be set aside before the order may reach the exchange:
@@ -383,6 +400,14 @@ impl Order {
 
     pub fn fill(&self, exec_id: &ExecId) -> Option<&Fill> {
         self.fills.iter().find(|f| &f.exec_id == exec_id)
+    }
+
+    /// The open-order index shard this order lives in while open (FNV-1a of its id).
+    pub fn open_index_shard(&self) -> u32 {
+        let hash = self.id.as_str().bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        hash % OPEN_INDEX_SHARDS
     }
 
     pub fn is_closed(&self) -> bool {

@@ -31,8 +31,12 @@ pub struct Options {
 
 impl Platform {
     pub async fn start(options: Options) -> anyhow::Result<Platform> {
-        let was_running = tokio::task::spawn_blocking(local_stack::status).await??.running;
-        let stack = Stack::ensure_running().await.context("starting the local stack")?;
+        let was_running = tokio::task::spawn_blocking(local_stack::status)
+            .await??
+            .running;
+        let stack = Stack::ensure_running()
+            .await
+            .context("starting the local stack")?;
         let resources = stack
             .create_resources(&options.prefix)
             .await
@@ -48,7 +52,12 @@ impl Platform {
         let router = balances::router(BalancesService::new(store, SystemClock), catalog);
         let listener = tokio::net::TcpListener::bind(options.balances_listen)
             .await
-            .with_context(|| format!("binding the Balances service to {}", options.balances_listen))?;
+            .with_context(|| {
+                format!(
+                    "binding the Balances service to {}",
+                    options.balances_listen
+                )
+            })?;
         let address = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, router).await });
 

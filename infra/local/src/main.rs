@@ -37,13 +37,24 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo { balances_listen } => {
             let prefix = local_stack::unique_prefix("demo");
-            let platform = Platform::start(Options { prefix, balances_listen }).await?;
+            let platform = Platform::start(Options {
+                prefix,
+                balances_listen,
+            })
+            .await?;
             let result = demo::run(&platform).await;
             platform.stop().await?;
             result
         }
-        Command::Up { balances_listen, prefix } => {
-            let platform = Platform::start(Options { prefix, balances_listen }).await?;
+        Command::Up {
+            balances_listen,
+            prefix,
+        } => {
+            let platform = Platform::start(Options {
+                prefix,
+                balances_listen,
+            })
+            .await?;
             println!("Balances service: {}", platform.balances_url);
             for line in platform.resources.env_lines() {
                 println!("  {line}");
@@ -53,7 +64,10 @@ async fn main() -> anyhow::Result<()> {
                 "  curl -s -X POST {}/accounts/alice/operations -H 'content-type: application/json' \\\n    -H 'idempotency-key: first-deposit' -d '{{\"type\":\"deposit\",\"asset\":\"USD\",\"amount\":\"1000.00\"}}'",
                 platform.balances_url
             );
-            println!("  curl -s {}/accounts/alice/balances", platform.balances_url);
+            println!(
+                "  curl -s {}/accounts/alice/balances",
+                platform.balances_url
+            );
             println!("\nCtrl-C stops the services (and the emulator, if this command started it).");
             tokio::signal::ctrl_c().await?;
             platform.stop().await

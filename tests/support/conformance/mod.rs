@@ -3,3 +3,5 @@
 //! simulation can be trusted to behave as the real ones do.
 
 pub mod balances;
+pub mod exchange;
+pub mod order_store;

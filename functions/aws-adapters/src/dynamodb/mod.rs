@@ -1,8 +1,10 @@
 //! DynamoDB adapters.
 
 mod ledger_store;
+mod order_store;
 
 pub use ledger_store::DynamoLedgerStore;
+pub use order_store::{open_shard, DynamoOrderStore, ACCOUNT_ORDERS_INDEX, OPEN_ORDERS_INDEX};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 
@@ -15,3 +17,4 @@ where
 {
     DisplayErrorContext(error).to_string()
 }
+

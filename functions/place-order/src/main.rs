@@ -1,0 +1,39 @@
+//! Lambda entry point of the orders API: build the clients once, serve the router.
+
+use app::orders::Orders;
+use app::SystemClock;
+use aws_adapters::balances_http::HttpBalances;
+use aws_adapters::dynamodb::DynamoOrderStore;
+use aws_adapters::exchange_http::HttpExchange;
+use domain::Catalog;
+use place_order::{router, Settings};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(true)
+        .without_time() // CloudWatch stamps each line.
+        .init();
+
+    let settings = Settings::from_env()?;
+    let config = aws_config::load_from_env().await;
+    let catalog = Catalog::us_equities();
+    let store = DynamoOrderStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        settings.trading_table.clone(),
+    );
+    let balances = HttpBalances::new(
+        &settings.balances_url,
+        catalog.clone(),
+        settings.call_timeout,
+    )?;
+    let exchange = HttpExchange::new(
+        &settings.exchange_base_url,
+        catalog.clone(),
+        settings.call_timeout,
+    )?;
+    let orders = Orders::new(store, balances, exchange, SystemClock, settings.orders);
+    lambda_http::run(router(orders, catalog)).await
+}

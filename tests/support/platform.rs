@@ -1,0 +1,241 @@
+//! The order flow on the local stack: the trading and Balances tables on the
+//! emulator, the Balances service behind a proxy a test can break, the
+//! exchange simulator, and the orders API behind a stand-in for API
+//! Gateway's JWT authorizer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use app::clock::ManualClock;
+use app::orders::{OrderSettings, Orders};
+use app::{BalancesService, SystemClock};
+use aws_adapters::balances_http::HttpBalances;
+use aws_adapters::dynamodb::{DynamoLedgerStore, DynamoOrderStore};
+use aws_adapters::exchange_http::HttpExchange;
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+    ApiGatewayV2httpRequestContext,
+};
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use domain::order::{Order, OrderId, RecoveryPolicy};
+use domain::{AccountId, Catalog};
+use exchange_sim::app::Running;
+use lambda_http::request::RequestContext;
+use lambda_http::RequestExt;
+use local_stack::{unique_prefix, Stack};
+
+use crate::faulty_proxy::FaultyProxy;
+use crate::sim_exchange::spawn_exchange_sim;
+use crate::{serve, table_snapshot};
+
+/// Stand-in token: `Bearer test-token:<account>`. In AWS the HTTP API's JWT
+/// authorizer verifies a real token and hands the claims to the function the
+/// same way this does.
+pub const TOKEN_PREFIX: &str = "test-token:";
+
+pub fn bearer(account: &AccountId) -> String {
+    format!("Bearer {TOKEN_PREFIX}{account}")
+}
+
+async fn authorizer(request: Request, next: Next) -> Response {
+    let account = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.strip_prefix(TOKEN_PREFIX))
+        .map(str::to_owned);
+    let request = match account {
+        Some(account) => {
+            let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+            jwt.claims
+                .insert(place_order::ACCOUNT_CLAIM.into(), account);
+            let mut authorizer = ApiGatewayRequestAuthorizer::default();
+            authorizer.jwt = Some(jwt);
+            let mut context = ApiGatewayV2httpRequestContext::default();
+            context.authorizer = Some(authorizer);
+            request.with_request_context(RequestContext::ApiGatewayV2(context))
+        }
+        None => request,
+    };
+    next.run(request).await
+}
+
+pub type StackOrders = Orders<DynamoOrderStore, HttpBalances, HttpExchange, ManualClock>;
+
+pub struct Platform {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub trading_table: String,
+    pub balances_table: String,
+    /// Straight to the Balances service (set-up and assertions).
+    pub balances: HttpBalances,
+    /// The orders API's way to Balances.
+    pub balances_proxy: FaultyProxy,
+    pub exchange: Running,
+    pub exchange_url: String,
+    pub orders_url: String,
+    pub clock: ManualClock,
+    pub settings: OrderSettings,
+    pub http: reqwest::Client,
+}
+
+/// Short deadlines, so tests can pass them by moving the clock.
+pub fn test_settings() -> OrderSettings {
+    OrderSettings {
+        placement_window_ms: 5_000,
+        recovery: RecoveryPolicy {
+            quiet_after_ms: 1_000,
+            clock_skew_margin_ms: 1_000,
+            max_invocation_ms: 3_000,
+        },
+        ..OrderSettings::default()
+    }
+}
+
+impl Platform {
+    pub async fn spawn(label: &str) -> Platform {
+        Self::spawn_with(label, test_settings(), None).await
+    }
+
+    /// `order_ids`: a fixed sequence of ids for the orders this platform makes.
+    pub async fn spawn_with(
+        label: &str,
+        settings: OrderSettings,
+        order_ids: Option<Vec<OrderId>>,
+    ) -> Platform {
+        let stack = Stack::ensure_running().await.expect("local stack");
+        let resources = stack
+            .create_resources(&unique_prefix(label))
+            .await
+            .expect("resources");
+        let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config());
+        let catalog = Catalog::us_equities();
+        let trading_table = resources.table("TradingTable").to_owned();
+        let balances_table = resources.table("BalancesTable").to_owned();
+
+        let ledger =
+            DynamoLedgerStore::new(dynamodb.clone(), balances_table.clone(), catalog.clone());
+        let balances_address = serve(balances::router(
+            BalancesService::new(ledger, SystemClock),
+            catalog.clone(),
+        ))
+        .await;
+        let balances_proxy = FaultyProxy::spawn(balances_address).await;
+        let timeout = Duration::from_secs(2);
+        let balances = HttpBalances::new(
+            &format!("http://{balances_address}"),
+            catalog.clone(),
+            timeout,
+        )
+        .expect("client");
+        let (exchange_url, exchange) = spawn_exchange_sim(rand_seed()).await;
+
+        let clock = ManualClock::at(app::Clock::now_ms(&SystemClock));
+        let mut platform = Platform {
+            dynamodb,
+            trading_table,
+            balances_table,
+            balances,
+            balances_proxy,
+            exchange,
+            exchange_url,
+            orders_url: String::new(),
+            clock,
+            settings,
+            http: reqwest::Client::new(),
+        };
+        let mut orders = platform.orders();
+        if let Some(ids) = order_ids {
+            let ids = std::sync::Mutex::new(ids.into_iter());
+            orders = orders.with_order_ids(move || {
+                ids.lock()
+                    .ok()
+                    .and_then(|mut i| i.next())
+                    .unwrap_or_else(crate::orders::new_order_id)
+            });
+        }
+        let router =
+            place_order::router(orders, catalog).layer(axum::middleware::from_fn(authorizer));
+        platform.orders_url = format!("http://{}", serve(router).await);
+        platform
+    }
+
+    /// The order use cases on this platform's adapters (what the reconciler
+    /// and fill processor run), sharing its clock.
+    pub fn orders(&self) -> StackOrders {
+        let catalog = Catalog::us_equities();
+        let timeout = Duration::from_secs(2);
+        let store = DynamoOrderStore::new(self.dynamodb.clone(), self.trading_table.clone());
+        let balances = HttpBalances::new(&self.balances_proxy.url(), catalog.clone(), timeout)
+            .expect("client");
+        let exchange = HttpExchange::new(&self.exchange_url, catalog, timeout).expect("client");
+        Orders::new(
+            store,
+            balances,
+            exchange,
+            self.clock.clone(),
+            self.settings.clone(),
+        )
+    }
+
+    pub async fn order(&self, id: &OrderId) -> Order {
+        let store = DynamoOrderStore::new(self.dynamodb.clone(), self.trading_table.clone());
+        app::order_store::OrderStore::load(&store, id)
+            .await
+            .expect("load")
+            .expect("order exists")
+            .value
+    }
+
+    pub async fn post_order(
+        &self,
+        account: &AccountId,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/orders", self.orders_url))
+            .header("authorization", bearer(account))
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    /// Every item of both tables, to show a refused request wrote nothing.
+    pub async fn snapshot(&self) -> BTreeMap<String, String> {
+        let mut all = table_snapshot(&self.dynamodb, &self.trading_table).await;
+        all.extend(table_snapshot(&self.dynamodb, &self.balances_table).await);
+        all
+    }
+
+    pub fn set_exchange_faults(&self, config: exchange_sim::faults::FaultConfig) {
+        let now = app::Clock::now_ms(&SystemClock);
+        self.exchange
+            .state
+            .faults()
+            .set(config, now)
+            .expect("valid fault configuration");
+    }
+
+    pub fn heal_exchange(&self) {
+        self.exchange.state.faults().heal();
+    }
+
+    /// Orders the exchange holds under this client id.
+    pub fn exchange_orders_for(&self, id: &OrderId) -> usize {
+        let audit = self.exchange.state.engine().audit();
+        audit
+            .orders
+            .iter()
+            .filter(|o| o.client_order_id == id.as_str())
+            .count()
+    }
+}
+
+fn rand_seed() -> u64 {
+    u64::from(uuid::Uuid::new_v4().as_fields().0)
+}
