@@ -6,6 +6,7 @@ mod balances_api;
 mod balances_model;
 mod emulator;
 mod exchange;
+mod metering;
 mod openapi;
 mod order_store;
 mod place_order;

@@ -18,3 +18,10 @@ where
     DisplayErrorContext(error).to_string()
 }
 
+mod metering;
+
+pub use metering::{
+    format_half_units, item_size, metered_client, number_size, read_half_units, usage_report,
+    value_size, write_units, DescribeError, IndexSchema, Meter, Projection, TableSchema,
+    TableUsage, Usage,
+};
