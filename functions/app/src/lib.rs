@@ -1,6 +1,7 @@
 //! Use cases of the platform, written once against port traits.
 //!
 //! - [`clock`]: the `Clock` port (system and manual clocks).
+//! - [`fill_queue`]: the `FillQueue` port between the webhook and the processor.
 //! - [`ledger_store`]: the `LedgerStore` port, storage of the Balances service.
 //! - [`balances`]: the Balances use case ([`balances::BalancesService`]) and the
 //!   `Balances` port that other functions call it through. The service itself
@@ -16,6 +17,7 @@
 pub mod balances;
 pub mod clock;
 pub mod exchange;
+pub mod fill_queue;
 pub mod ledger_store;
 pub mod memory;
 pub mod order_store;

@@ -356,6 +356,35 @@ pub struct Execution {
     pub price: Price,
 }
 
+/// What the exchange reported about an order (by webhook or REST), as the
+/// fill pipeline carries it: one execution, or the order's final status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExchangeReport {
+    Execution {
+        client_order_id: OrderId,
+        execution: Execution,
+    },
+    Final {
+        client_order_id: OrderId,
+        exchange_order_id: String,
+        report: FinalReport,
+    },
+}
+
+impl ExchangeReport {
+    pub fn client_order_id(&self) -> &OrderId {
+        match self {
+            ExchangeReport::Execution {
+                client_order_id, ..
+            }
+            | ExchangeReport::Final {
+                client_order_id, ..
+            } => client_order_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FillError {
     #[error("fill of {fill} would take the filled quantity past the order's {ordered}")]

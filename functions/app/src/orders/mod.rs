@@ -6,8 +6,10 @@
 //! - [`place_order`]: `POST /orders` (idempotency key, record, reserve, place).
 //! - [`queries`]: `GET /orders/{id}`, `GET /orders`.
 //! - [`cancel_order`]: `DELETE /orders/{id}`.
+//! - [`apply_report`]: the fill processor's step (one report, applied once).
 //! - [`drive`]: the actions, shared with the fill processor and the reconciler.
 
+mod apply_report;
 mod cancel_order;
 mod drive;
 mod place_order;
@@ -21,6 +23,7 @@ use crate::clock::Clock;
 use crate::exchange::ExchangeError;
 use crate::order_store::StoreError;
 
+pub use apply_report::{ReportError, ReportOutcome};
 pub use drive::Progress;
 pub use place_order::Placed;
 pub use queries::MAX_PAGE_SIZE;
