@@ -2,6 +2,7 @@
 //! and the conformance suites that every adapter of a port must pass.
 
 pub mod conformance;
+pub mod crash;
 pub mod faulty_proxy;
 pub mod orders;
 pub mod platform;

@@ -42,6 +42,7 @@ pub fn sample_order(account: &AccountId, now_ms: u64, due_at_ms: u64) -> Order {
         recovery: Recovery {
             attempts: 0,
             next_attempt_at_ms: due_at_ms,
+            lease_until_ms: 0,
             flagged: None,
         },
     }

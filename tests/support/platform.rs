@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use app::clock::ManualClock;
+use app::clock::OffsetClock;
 use app::orders::{OrderSettings, Orders};
 use app::{BalancesService, SystemClock};
 use aws_adapters::balances_http::HttpBalances;
@@ -63,7 +63,7 @@ async fn authorizer(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-pub type StackOrders = Orders<DynamoOrderStore, HttpBalances, HttpExchange, ManualClock>;
+pub type StackOrders = Orders<DynamoOrderStore, HttpBalances, HttpExchange, OffsetClock>;
 
 pub struct Platform {
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -76,7 +76,7 @@ pub struct Platform {
     pub exchange: Running,
     pub exchange_url: String,
     pub orders_url: String,
-    pub clock: ManualClock,
+    pub clock: OffsetClock,
     pub settings: OrderSettings,
     pub http: reqwest::Client,
 }
@@ -132,7 +132,7 @@ impl Platform {
         .expect("client");
         let (exchange_url, exchange) = spawn_exchange_sim(rand_seed()).await;
 
-        let clock = ManualClock::at(app::Clock::now_ms(&SystemClock));
+        let clock = OffsetClock::default();
         let mut platform = Platform {
             dynamodb,
             trading_table,
@@ -165,12 +165,21 @@ impl Platform {
     /// The order use cases on this platform's adapters (what the reconciler
     /// and fill processor run), sharing its clock.
     pub fn orders(&self) -> StackOrders {
+        self.orders_with(|store, balances, exchange| (store, balances, exchange))
+    }
+
+    /// The order use cases with each adapter wrapped (fault injection).
+    pub fn orders_with<S2, B2, E2>(
+        &self,
+        wrap: impl FnOnce(DynamoOrderStore, HttpBalances, HttpExchange) -> (S2, B2, E2),
+    ) -> Orders<S2, B2, E2, OffsetClock> {
         let catalog = Catalog::us_equities();
         let timeout = Duration::from_secs(2);
         let store = DynamoOrderStore::new(self.dynamodb.clone(), self.trading_table.clone());
         let balances = HttpBalances::new(&self.balances_proxy.url(), catalog.clone(), timeout)
             .expect("client");
         let exchange = HttpExchange::new(&self.exchange_url, catalog, timeout).expect("client");
+        let (store, balances, exchange) = wrap(store, balances, exchange);
         Orders::new(
             store,
             balances,
@@ -203,6 +212,46 @@ impl Platform {
             .send()
             .await
             .expect("sent")
+    }
+
+    /// Reconciler settings for tests: small backoff, flagged after 5 runs.
+    pub fn reconciler_settings(&self) -> reconciler::Settings {
+        reconciler::Settings {
+            trading_table: self.trading_table.clone(),
+            balances_url: self.balances_proxy.url(),
+            exchange_base_url: self.exchange_url.clone(),
+            call_timeout: Duration::from_secs(2),
+            orders: self.settings.clone(),
+            retry: app::orders::RetryPolicy {
+                lease_ms: 500,
+                backoff_base_ms: 100,
+                backoff_max_ms: 1_000,
+                flag_after_attempts: 5,
+            },
+            max_orders_per_run: 100,
+            max_run_ms: 20_000,
+            safety_margin_ms: 1_000,
+        }
+    }
+
+    /// One reconciler run, as the schedule would start it.
+    pub async fn reconcile(&self) -> reconciler::RunSummary {
+        reconciler::run_once(&self.orders(), &self.reconciler_settings(), 30_000).await
+    }
+
+    /// Moves the platform's clock past every lease and backoff, then runs the
+    /// reconciler until no open order is due (at most `max_runs` runs).
+    /// Returns how many runs it took.
+    pub async fn reconcile_until_quiet(&self, max_runs: usize) -> usize {
+        for run in 1..=max_runs {
+            self.clock
+                .advance_ms(self.settings.recovery.quiet_after_ms + 1_001);
+            let summary = self.reconcile().await;
+            if summary.examined == 0 {
+                return run;
+            }
+        }
+        max_runs
     }
 
     /// Every item of both tables, to show a refused request wrote nothing.

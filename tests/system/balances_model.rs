@@ -106,9 +106,13 @@ async fn check_sequence<B: Balances>(balances: &B, steps: &[Step]) -> Result<(),
     let mut first_answers: HashMap<(usize, usize), OperationRecord> = HashMap::new();
     for step in steps {
         let expected = model.expect(step);
-        let actual = balances
-            .execute(&accounts[step.account], &keys[step.key], &step.operation)
-            .await;
+        let actual = execute_until_known(
+            balances,
+            &accounts[step.account],
+            &keys[step.key],
+            &step.operation,
+        )
+        .await;
         if let Ok(record) = &actual {
             // A replay is answered with the very record of the first call.
             let first = first_answers
@@ -145,6 +149,26 @@ async fn check_sequence<B: Balances>(balances: &B, steps: &[Step]) -> Result<(),
         .collect();
     prop_assert_eq!(totals, inflow);
     Ok(())
+}
+
+/// The client contract: an unknown outcome is resolved by repeating the call
+/// with the same key (a loaded emulator can be slower than the client's timeout).
+async fn execute_until_known<B: Balances>(
+    balances: &B,
+    account: &AccountId,
+    key: &IdempotencyKey,
+    operation: &Operation,
+) -> Result<OperationRecord, BalancesCallError> {
+    let mut result = balances.execute(account, key, operation).await;
+    for _ in 0..3 {
+        match result {
+            Err(BalancesCallError::OutcomeUnknown(_) | BalancesCallError::Unavailable(_)) => {
+                result = balances.execute(account, key, operation).await;
+            }
+            _ => break,
+        }
+    }
+    result
 }
 
 fn run<B: Balances, F: Fn() -> B>(cases: u32, max_len: usize, make: F) {

@@ -735,7 +735,10 @@ async fn emulator_resources_follow_the_template() -> Result<()> {
     );
     ensure!(
         gsis.get("account-orders")
-            == Some(&(vec!["account_pk".into(), "created_sk".into()], "ALL".into())),
+            == Some(&(
+                vec!["account_pk".into(), "created_sk".into()],
+                "KEYS_ONLY".into()
+            )),
         "account-orders: {gsis:?}"
     );
     let ttl = env

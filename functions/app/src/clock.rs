@@ -47,3 +47,20 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
         (**self).now_ms()
     }
 }
+
+/// The system clock plus an offset that only grows: real time passes, and a
+/// test can also jump ahead (past a deadline, a backoff). Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetClock(Arc<AtomicU64>);
+
+impl OffsetClock {
+    pub fn advance_ms(&self, delta_ms: u64) {
+        self.0.fetch_add(delta_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        SystemClock.now_ms() + self.0.load(Ordering::SeqCst)
+    }
+}

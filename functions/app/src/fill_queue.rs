@@ -20,5 +20,9 @@ pub trait FillQueue: Send + Sync {
     /// Keeps a message that can never be processed (a well-signed webhook
     /// whose payload is malformed) where an operator looks: the dead-letter
     /// queue, with the reason.
-    fn set_aside(&self, payload: &str, reason: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn set_aside(
+        &self,
+        payload: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

@@ -24,5 +24,5 @@ pub mod order_store;
 pub mod orders;
 
 pub use balances::{Balances, BalancesCallError, BalancesError, BalancesService, Executed};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use ledger_store::{Applied, LedgerStore, StoreError};

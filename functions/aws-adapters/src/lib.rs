@@ -5,6 +5,7 @@
 //!   service and its client) and the HTTP client implementing `Balances`.
 //! - [`exchange_http`]: the HTTP client of the exchange's REST API,
 //!   implementing `Exchange`.
+//! - [`sqs`]: the SQS `FillQueue` (fill queue and its dead-letter queue).
 //!
 //! Endpoints come from the SDK's standard configuration
 //! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, ...), so the local
@@ -13,3 +14,4 @@
 pub mod balances_http;
 pub mod dynamodb;
 pub mod exchange_http;
+pub mod sqs;

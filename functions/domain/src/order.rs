@@ -321,6 +321,10 @@ pub struct FinalReport {
 pub struct Recovery {
     pub attempts: u32,
     pub next_attempt_at_ms: u64,
+    /// A reconciler run holds the order until then, so overlapping runs do
+    /// not both work it. An optimisation only: every write is conditional anyway.
+    #[serde(default)]
+    pub lease_until_ms: u64,
     /// Set when the order needs an operator; it is still retried.
     pub flagged: Option<String>,
 }

@@ -4,6 +4,7 @@
 //! here; this crate only starts and connects things.
 
 pub mod demo;
+pub mod sqs_poller;
 
 use std::net::SocketAddr;
 

@@ -18,11 +18,15 @@ pub struct MemoryFillQueue(Arc<Mutex<Queues>>);
 
 impl MemoryFillQueue {
     fn lock(&self) -> Result<MutexGuard<'_, Queues>, QueueError> {
-        self.0.lock().map_err(|_| QueueError::Unavailable("queue lock poisoned".into()))
+        self.0
+            .lock()
+            .map_err(|_| QueueError::Unavailable("queue lock poisoned".into()))
     }
 
     pub fn drain(&self) -> Vec<ExchangeReport> {
-        self.lock().map(|mut q| q.reports.drain(..).collect()).unwrap_or_default()
+        self.lock()
+            .map(|mut q| q.reports.drain(..).collect())
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -46,7 +50,9 @@ impl FillQueue for MemoryFillQueue {
     }
 
     async fn set_aside(&self, payload: &str, reason: &str) -> Result<(), QueueError> {
-        self.lock()?.set_aside.push((payload.to_owned(), reason.to_owned()));
+        self.lock()?
+            .set_aside
+            .push((payload.to_owned(), reason.to_owned()));
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! - [`queries`]: `GET /orders/{id}`, `GET /orders`.
 //! - [`cancel_order`]: `DELETE /orders/{id}`.
 //! - [`apply_report`]: the fill processor's step (one report, applied once).
+//! - [`reconcile`]: the reconciler's run over the open-order index.
 //! - [`drive`]: the actions, shared with the fill processor and the reconciler.
 
 mod apply_report;
@@ -14,6 +15,7 @@ mod cancel_order;
 mod drive;
 mod place_order;
 mod queries;
+mod reconcile;
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ pub use apply_report::{ReportError, ReportOutcome};
 pub use drive::Progress;
 pub use place_order::Placed;
 pub use queries::MAX_PAGE_SIZE;
+pub use reconcile::{ReconcileBudget, ReconcileReport, RetryPolicy};
 
 /// Limits and timings of the order flow, units in the names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +121,11 @@ impl<S, B, E, C> Orders<S, B, E, C> {
 
 impl<S, B, E, C: Clock> Orders<S, B, E, C> {
     fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The time on this service's clock (Unix ms).
+    pub fn now(&self) -> u64 {
         self.clock.now_ms()
     }
 }

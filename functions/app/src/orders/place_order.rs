@@ -82,6 +82,7 @@ where
             recovery: Recovery {
                 attempts: 0,
                 next_attempt_at_ms: now + self.settings.recovery.quiet_after_ms,
+                lease_until_ms: 0,
                 flagged: None,
             },
         };

@@ -1,0 +1,340 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::fill_queue::{FillQueue, QueueError};
+use app::Clock;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tracing::field::Empty;
+
+use crate::payload::{self, Parsed, PayloadError, MAX_BODY_BYTES};
+use crate::problem::{problem_type, Problem};
+use crate::signature::{self, Secret, SignatureError, SignedHeaders, HEADER_ID, MAX_ID_LEN};
+
+/// Where the exchange delivers its webhooks.
+pub const WEBHOOK_PATH: &str = "/webhooks/exchange";
+
+struct AppState<Q, C> {
+    queue: Q,
+    clock: C,
+    secrets: Vec<Secret>,
+    tolerance_seconds: u64,
+}
+
+/// The body of a `2xx`: what became of the webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// `queued` (`202`) or `ignored` (`200`, a status that is not final).
+    pub outcome: String,
+}
+
+/// One variant per way a delivery is refused; each maps to one status.
+#[derive(Debug, thiserror::Error)]
+enum WebhookError {
+    #[error("body: {0}")]
+    Body(#[from] BytesRejection),
+    #[error(transparent)]
+    Unauthenticated(#[from] SignatureError),
+    #[error(transparent)]
+    Malformed(PayloadError),
+    #[error(transparent)]
+    Unavailable(#[from] QueueError),
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        match self {
+            WebhookError::Body(rejection) => Problem::new(
+                rejection.status(),
+                problem_type::INVALID_REQUEST,
+                "Invalid request",
+                rejection.body_text(),
+            ),
+            WebhookError::Unauthenticated(error) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                problem_type::INVALID_SIGNATURE,
+                "Invalid signature",
+                error.to_string(),
+            ),
+            WebhookError::Malformed(error) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                problem_type::INVALID_PAYLOAD,
+                "Invalid payload",
+                error.to_string(),
+            ),
+            // The cause is logged; the exchange only needs to know to retry.
+            WebhookError::Unavailable(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                problem_type::UNAVAILABLE,
+                "Temporarily unavailable",
+                "not accepted; deliver again later",
+            ),
+        }
+        .into_response()
+    }
+}
+
+/// The webhook route over `queue`, ready for `lambda_http::run` or a TCP
+/// listener. `secrets` are all accepted (rotation); `tolerance` is how far
+/// the sender's timestamp may be from `clock`, either way.
+pub fn router<Q: FillQueue + 'static, C: Clock + 'static>(
+    queue: Q,
+    clock: C,
+    secrets: Vec<Secret>,
+    tolerance: Duration,
+) -> Router {
+    let state = Arc::new(AppState {
+        queue,
+        clock,
+        secrets,
+        tolerance_seconds: tolerance.as_secs(),
+    });
+    Router::new()
+        .route(WEBHOOK_PATH, post(receive::<Q, C>))
+        .fallback(|| async {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                problem_type::NOT_FOUND,
+                "Not found",
+                "no such route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Verify, parse, queue; acknowledge only what the queue accepted, so the
+/// exchange retries everything else. Nothing else is called on this path.
+#[tracing::instrument(skip_all, fields(webhook_id = Empty, client_order_id = Empty))]
+async fn receive<Q: FillQueue, C: Clock>(
+    State(state): State<Arc<AppState<Q, C>>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, WebhookError> {
+    let result = handle(&state, &headers, body).await;
+    match &result {
+        Ok(response) => tracing::info!(status = response.status().as_u16(), "webhook accepted"),
+        Err(WebhookError::Unauthenticated(error)) => {
+            // The id is unauthenticated input: log it only when it is small.
+            let claimed_id = headers
+                .get(HEADER_ID)
+                .and_then(|v| v.to_str().ok())
+                .filter(|id| id.len() <= MAX_ID_LEN);
+            tracing::warn!(claimed_webhook_id = claimed_id, %error, "webhook refused: signature");
+        }
+        Err(error @ WebhookError::Unavailable(_)) => {
+            tracing::error!(%error, "webhook not accepted: queue unavailable")
+        }
+        Err(error) => tracing::warn!(%error, "webhook refused"),
+    }
+    result
+}
+
+async fn handle<Q: FillQueue, C: Clock>(
+    state: &AppState<Q, C>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, WebhookError> {
+    let body = body?;
+    let now_seconds = state.clock.now_ms() / 1000;
+    let verified = signature::verify(
+        &state.secrets,
+        SignedHeaders::from_headers(headers)?,
+        &body,
+        now_seconds,
+        state.tolerance_seconds,
+    )?;
+    let span = tracing::Span::current();
+    span.record("webhook_id", verified.webhook_id.as_str());
+
+    let report = match payload::parse(&body) {
+        Ok(Parsed::Report(report)) => report,
+        Ok(Parsed::NotFinal {
+            client_order_id,
+            status,
+        }) => {
+            span.record("client_order_id", client_order_id.as_str());
+            tracing::debug!(?status, "status is not final; nothing to queue");
+            return Ok(accepted(StatusCode::OK, "ignored"));
+        }
+        Err(error) => {
+            // Signed by the exchange yet unreadable: retrying will not help,
+            // so keep it where an operator looks, then refuse it.
+            let reason = error.to_string();
+            state
+                .queue
+                .set_aside(&String::from_utf8_lossy(&body), &reason)
+                .await?;
+            return Err(WebhookError::Malformed(error));
+        }
+    };
+    span.record("client_order_id", report.client_order_id().as_str());
+    state.queue.send(&report).await?;
+    Ok(accepted(StatusCode::ACCEPTED, "queued"))
+}
+
+fn accepted(status: StatusCode, outcome: &str) -> Response {
+    let body = Accepted {
+        outcome: outcome.to_owned(),
+    };
+    (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::memory::MemoryFillQueue;
+    use app::ManualClock;
+    use axum::body::Body;
+    use axum::http::Request;
+    use base64::Engine as _;
+    use domain::order::ExchangeReport;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    const NOW_MS: u64 = 1_709_294_400_000;
+    const ORDER: &str = "0190a6e4-5b7e-7c2a-9f1e-3b2c4d5e6f70";
+
+    fn secret(byte: u8) -> Secret {
+        let encoded = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+        Secret::parse(&format!("whsec_{encoded}")).expect("secret")
+    }
+
+    /// A queue that accepts nothing.
+    struct DownQueue;
+
+    impl FillQueue for DownQueue {
+        async fn send(&self, _: &ExchangeReport) -> Result<(), QueueError> {
+            Err(QueueError::Unavailable("down".into()))
+        }
+        async fn set_aside(&self, _: &str, _: &str) -> Result<(), QueueError> {
+            Err(QueueError::Unavailable("down".into()))
+        }
+    }
+
+    fn app<Q: FillQueue + 'static>(queue: Q) -> Router {
+        router(
+            queue,
+            ManualClock::at(NOW_MS),
+            vec![secret(1)],
+            Duration::from_secs(300),
+        )
+    }
+
+    fn execution() -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "type": "execution", "event_id": "evt-1", "client_order_id": ORDER,
+            "order_id": "x-1", "exec_id": "e-1", "quantity": "5", "price": "10.00",
+            "cum_quantity": "5", "leaves_quantity": "0", "status": "filled"
+        }))
+        .expect("json")
+    }
+
+    fn signed(body: Vec<u8>, secret: &Secret, timestamp_seconds: u64) -> Request<Body> {
+        Request::post(WEBHOOK_PATH)
+            .header("content-type", "application/json")
+            .header(signature::HEADER_ID, "evt-1")
+            .header(signature::HEADER_TIMESTAMP, timestamp_seconds.to_string())
+            .header(
+                signature::HEADER_SIGNATURE,
+                secret.sign("evt-1", timestamp_seconds, &body),
+            )
+            .body(Body::from(body))
+            .expect("request")
+    }
+
+    async fn call(router: Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = router.oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_signed_execution_is_queued() {
+        let queue = MemoryFillQueue::default();
+        let (status, body) = call(
+            app(queue.clone()),
+            signed(execution(), &secret(1), NOW_MS / 1000),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(body["outcome"], "queued");
+        let reports = queue.drain();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].client_order_id().as_str(), ORDER);
+    }
+
+    #[tokio::test]
+    async fn a_bad_signature_is_401_and_queues_nothing() {
+        let queue = MemoryFillQueue::default();
+        let (status, body) = call(
+            app(queue.clone()),
+            signed(execution(), &secret(2), NOW_MS / 1000),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["type"], problem_type::INVALID_SIGNATURE);
+        assert!(queue.is_empty());
+        assert!(queue.set_aside_messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_signed_malformed_payload_is_set_aside() {
+        let queue = MemoryFillQueue::default();
+        let body = b"{\"type\":\"bust\"}".to_vec();
+        let (status, problem) =
+            call(app(queue.clone()), signed(body, &secret(1), NOW_MS / 1000)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(problem["type"], problem_type::INVALID_PAYLOAD);
+        let set_aside = queue.set_aside_messages();
+        assert_eq!(set_aside.len(), 1);
+        assert_eq!(set_aside[0].0, "{\"type\":\"bust\"}");
+        assert!(set_aside[0].1.contains("bust"), "{}", set_aside[0].1);
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_acknowledged_that_the_queue_did_not_take() {
+        let (status, _) = call(
+            app(DownQueue),
+            signed(execution(), &secret(1), NOW_MS / 1000),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, _) = call(
+            app(DownQueue),
+            signed(b"[]".to_vec(), &secret(1), NOW_MS / 1000),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413() {
+        let queue = MemoryFillQueue::default();
+        let body = vec![b' '; MAX_BODY_BYTES + 1];
+        let (status, _) = call(app(queue.clone()), signed(body, &secret(1), NOW_MS / 1000)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn other_routes_are_404() {
+        let request = Request::get("/").body(Body::empty()).expect("request");
+        let (status, _) = call(app(MemoryFillQueue::default()), request).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

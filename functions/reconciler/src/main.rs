@@ -1,0 +1,51 @@
+//! Lambda entry point of the reconciler: build the clients once, run on each schedule tick.
+
+use app::orders::Orders;
+use app::{Clock, SystemClock};
+use aws_adapters::balances_http::HttpBalances;
+use aws_adapters::dynamodb::DynamoOrderStore;
+use aws_adapters::exchange_http::HttpExchange;
+use domain::Catalog;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use reconciler::{run_once, Settings};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_current_span(true)
+        .without_time() // CloudWatch stamps each line.
+        .init();
+
+    let settings = Settings::from_env()?;
+    let config = aws_config::load_from_env().await;
+    let catalog = Catalog::us_equities();
+    let store = DynamoOrderStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        settings.trading_table.clone(),
+    );
+    let balances = HttpBalances::new(
+        &settings.balances_url,
+        catalog.clone(),
+        settings.call_timeout,
+    )?;
+    let exchange = HttpExchange::new(&settings.exchange_base_url, catalog, settings.call_timeout)?;
+    let orders = Orders::new(
+        store,
+        balances,
+        exchange,
+        SystemClock,
+        settings.orders.clone(),
+    );
+    let (orders, settings) = (&orders, &settings);
+    // The schedule's payload carries nothing the run needs.
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline_ms = event.context.deadline;
+            let time_left_ms = deadline_ms.saturating_sub(SystemClock.now_ms());
+            Ok::<_, Error>(run_once(orders, settings, time_left_ms).await)
+        },
+    ))
+    .await
+}
