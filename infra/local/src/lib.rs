@@ -1,80 +1,93 @@
 //! The platform on one machine, wired as AWS wires it: the emulator with the
-//! tables and queues of `template.yaml`, and each service's router (the same
-//! one its Lambda serves) on a loopback port. No logic of the platform lives
-//! here; this crate only starts and connects things.
+//! tables and queues of `template.yaml`, the exchange simulator, and a
+//! process hosting the five handlers behind an API Gateway emulation, the
+//! fill queue's event source mapping and the reconciler's schedule. No logic
+//! of the platform lives here: this crate starts, connects and breaks things.
+//!
+//! - [`demo`]: the README's first command (trading, faults, kills, recovery, report).
+//! - [`host`]: the handler process; [`gateway`]: API Gateway emulation with
+//!   [`jwt`] checks; [`sqs_poller`]: the event source mapping.
+//! - [`faults`]: faults injected into the handlers' Balances calls.
+//! - [`operator`]: an on-call engineer's view (order timeline, flagged orders, DLQ).
 
 pub mod demo;
+pub mod faults;
+pub mod gateway;
+pub mod host;
+pub mod jwt;
+pub mod operator;
 pub mod sqs_poller;
 
-use std::net::SocketAddr;
+use std::time::Duration;
 
-use anyhow::Context;
-use app::{BalancesService, SystemClock};
-use aws_adapters::dynamodb::DynamoLedgerStore;
-use domain::Catalog;
-use local_stack::{Resources, Stack};
+use anyhow::{bail, Context};
+use local_stack::Stack;
 
-/// What `start` brought up.
-pub struct Platform {
-    pub stack: Stack,
-    pub resources: Resources,
-    pub balances_url: String,
-    /// Whether the emulator was started by this process (and so is ours to stop).
-    pub started_emulator: bool,
+use crate::host::{HostConfig, CONFIG_VARIABLE};
+
+/// The handler process, started from this same executable.
+pub struct HostProcess {
+    child: tokio::process::Child,
 }
 
-pub struct Options {
-    /// Prefix of the tables and queues (`<prefix><LogicalId>`).
-    pub prefix: String,
-    /// Where the Balances service listens (port 0: any free port).
-    pub balances_listen: SocketAddr,
-}
-
-impl Platform {
-    pub async fn start(options: Options) -> anyhow::Result<Platform> {
-        let was_running = tokio::task::spawn_blocking(local_stack::status)
-            .await??
-            .running;
-        let stack = Stack::ensure_running()
-            .await
-            .context("starting the local stack")?;
-        let resources = stack
-            .create_resources(&options.prefix)
-            .await
-            .context("creating tables and queues from template.yaml")?;
-
-        let config = stack.sdk_config();
-        let catalog = Catalog::us_equities();
-        let store = DynamoLedgerStore::new(
-            aws_sdk_dynamodb::Client::new(&config),
-            resources.table("BalancesTable"),
-            catalog.clone(),
-        );
-        let router = balances::router(BalancesService::new(store, SystemClock), catalog);
-        let listener = tokio::net::TcpListener::bind(options.balances_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "binding the Balances service to {}",
-                    options.balances_listen
-                )
-            })?;
-        let address = listener.local_addr()?;
-        tokio::spawn(async move { axum::serve(listener, router).await });
-
-        Ok(Platform {
-            stack,
-            resources,
-            balances_url: format!("http://{address}"),
-            started_emulator: !was_running,
-        })
-    }
-
-    /// Stops the emulator if this process started it; leaves a shared one running.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        if self.started_emulator {
-            tokio::task::spawn_blocking(local_stack::stop).await??;
+impl HostProcess {
+    /// Starts `<this executable> serve-handlers` and waits until its API answers.
+    pub async fn spawn(stack: &Stack, config: &HostConfig) -> anyhow::Result<HostProcess> {
+        let executable = std::env::current_exe().context("locating this executable")?;
+        let mut command = tokio::process::Command::new(executable);
+        command
+            .arg("serve-handlers")
+            .env(CONFIG_VARIABLE, serde_json::to_string(config)?)
+            .kill_on_drop(true);
+        for (name, value) in stack.env_vars() {
+            command.env(name, value);
         }
-        Ok(())
+        command.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        // Its logs (and metric lines) go to a file, out of the demo's way.
+        let log_path = local_stack::workspace_root()
+            .join(".local")
+            .join("handlers.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .context("opening the handler log")?;
+        command.stdout(log.try_clone()?).stderr(log);
+        let child = command.spawn().context("starting the handler process")?;
+        let host = HostProcess { child };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(config.api_listen)
+                .await
+                .is_ok()
+                && tokio::net::TcpStream::connect(config.balances_listen)
+                    .await
+                    .is_ok()
+            {
+                return Ok(host);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the handler process did not start listening")
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown hook runs, requests in flight are cut.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child
+            .kill()
+            .await
+            .context("killing the handler process")
+    }
+}
+
+/// A loopback address with a port free right now.
+pub fn free_port() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
 }

@@ -7,12 +7,16 @@
 //! nothing depends on it: every write is conditional on the order's version.
 
 use domain::order::{Driver, OrderId, OPEN_INDEX_SHARDS};
+use futures::StreamExt;
 
 use super::{OrderError, Orders};
 use crate::balances::Balances;
 use crate::clock::Clock;
 use crate::exchange::Exchange;
 use crate::order_store::OrderStore;
+
+/// Orders one run works at the same time.
+const RECONCILE_CONCURRENCY: usize = 8;
 
 /// Limits of one reconciler run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,15 +104,30 @@ where
                     continue;
                 }
             };
-            for id in due {
-                if report.examined >= budget.max_orders
-                    || self.now_ms().saturating_sub(started) >= budget.time_budget_ms
-                {
+            let due: Vec<OrderId> = due.into_iter().take(left).collect();
+            // Several orders at a time (each mostly waits on other services);
+            // none is started once the time budget is spent.
+            let outcomes = futures::stream::iter(due.iter().map(|id| async move {
+                let in_budget = self.now_ms().saturating_sub(started) < budget.time_budget_ms;
+                (
+                    id,
+                    if in_budget {
+                        Some(self.recover(id, policy).await)
+                    } else {
+                        None
+                    },
+                )
+            }))
+            .buffer_unordered(RECONCILE_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+            for (id, outcome) in outcomes {
+                let Some(outcome) = outcome else {
                     report.budget_exhausted = true;
-                    break 'shards;
-                }
+                    continue;
+                };
                 report.examined += 1;
-                match self.recover(&id, policy).await {
+                match outcome {
                     Ok(Recovered::Closed) => report.closed += 1,
                     Ok(Recovered::Open { newly_flagged }) => {
                         report.still_open += 1;
@@ -120,6 +139,12 @@ where
                         report.errors += 1;
                     }
                 }
+            }
+            if report.examined >= budget.max_orders {
+                report.budget_exhausted = true;
+            }
+            if report.budget_exhausted {
+                break 'shards;
             }
         }
         report

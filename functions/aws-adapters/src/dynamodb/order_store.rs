@@ -185,6 +185,36 @@ impl DynamoOrderStore {
     }
 }
 
+impl DynamoOrderStore {
+    /// Every order in the table. Reads the whole table: for audits, operator
+    /// tools and the local runner, never on a request path (the functions'
+    /// IAM policies do not even allow a scan).
+    pub async fn scan_orders(&self) -> Result<Vec<Order>, StoreError> {
+        let mut orders = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :order")
+                .expression_attribute_values(":order", s(ORDER_SK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::Unavailable(describe(&e)))?;
+            for item in page.items() {
+                orders.push(Self::parse_order(item)?.value);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(orders);
+            }
+        }
+    }
+}
+
 impl OrderStore for DynamoOrderStore {
     async fn claim_key(
         &self,
