@@ -7,6 +7,7 @@ pub mod faulty_proxy;
 pub mod orders;
 pub mod platform;
 pub mod sim_exchange;
+pub mod simulation;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -495,6 +495,19 @@ impl Order {
         execution: &Execution,
         now_ms: u64,
     ) -> Result<FillApplied, FillError> {
+        #[cfg(feature = "mutants")]
+        if mutants::active(mutants::Mutant::FillsNotDeduplicated)
+            && self.fill(&execution.exec_id).is_some()
+        {
+            // The bug: the repeat check is skipped; every other check still runs.
+            let mut repeat = execution.clone();
+            repeat.exec_id = ExecId(format!("{}~", execution.exec_id.0));
+            let applied = self.apply_execution(&repeat, now_ms)?;
+            if let Some(fill) = self.fills.iter_mut().find(|f| f.exec_id == repeat.exec_id) {
+                fill.exec_id = execution.exec_id.clone();
+            }
+            return Ok(applied);
+        }
         if self.fill(&execution.exec_id).is_some() {
             return Ok(FillApplied::Duplicate);
         }
@@ -738,11 +751,41 @@ pub fn next_actions(
 /// Whether "the exchange has never seen it" may now be taken as final: a
 /// request sent before the deadline can no longer arrive after this.
 pub fn placement_unknown_is_final(order: &Order, now_ms: u64, policy: &RecoveryPolicy) -> bool {
+    #[cfg(feature = "mutants")]
+    if mutants::active(mutants::Mutant::NotPlacedWithoutWaiting) {
+        return true; // the bug: the first empty lookup is taken as final
+    }
     let settled_after = order
         .place_deadline_ms
         .saturating_add(policy.clock_skew_margin_ms)
         .saturating_add(policy.max_invocation_ms);
     now_ms > settled_after
+}
+
+/// Deliberate bugs for the simulation to catch (tests only): compiled in
+/// with the `mutants` feature, and even then off unless a test switches one
+/// on for its own thread.
+#[cfg(feature = "mutants")]
+pub mod mutants {
+    use std::cell::Cell;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Mutant {
+        FillsNotDeduplicated,
+        NotPlacedWithoutWaiting,
+    }
+
+    thread_local! {
+        static ACTIVE: Cell<Option<Mutant>> = const { Cell::new(None) };
+    }
+
+    pub fn set(mutant: Option<Mutant>) {
+        ACTIVE.with(|active| active.set(mutant));
+    }
+
+    pub fn active(mutant: Mutant) -> bool {
+        ACTIVE.with(|active| active.get() == Some(mutant))
+    }
 }
 
 #[cfg(test)]
