@@ -1,6 +1,7 @@
 //! Shared harness of the system tests: spawn a service on the local stack,
 //! and the conformance suites that every adapter of a port must pass.
 
+pub mod bench;
 pub mod conformance;
 pub mod crash;
 pub mod faulty_proxy;

@@ -39,7 +39,8 @@ pub fn bearer(account: &AccountId) -> String {
     format!("Bearer {TOKEN_PREFIX}{account}")
 }
 
-async fn authorizer(request: Request, next: Next) -> Response {
+/// Stands in for API Gateway's JWT authorizer (see [`TOKEN_PREFIX`]).
+pub async fn authorizer(request: Request, next: Next) -> Response {
     let account = request
         .headers()
         .get("authorization")
