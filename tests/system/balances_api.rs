@@ -378,3 +378,46 @@ async fn lookups_and_unknown_routes() {
     assert_eq!(route.status(), StatusCode::NOT_FOUND);
     assert_eq!(route.headers()["content-type"], PROBLEM_CONTENT_TYPE);
 }
+
+/// In AWS the Balances API is IAM-authorised: the client signs each request
+/// with SigV4 (service `execute-api`), body and idempotency key included.
+#[tokio::test]
+async fn signed_client_sends_sigv4_headers() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<axum::http::HeaderMap>>> = Arc::default();
+    let recorder = seen.clone();
+    let router = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let recorder = recorder.clone();
+        async move {
+            recorder.lock().expect("lock").push(headers);
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    });
+    let address = system_tests::serve(router).await;
+    let stack = local_stack::Stack::at("http://127.0.0.1:1");
+    let client = HttpBalances::new(
+        &format!("http://{address}"),
+        Catalog::us_equities(),
+        DEFAULT_TIMEOUT,
+    )
+    .expect("client")
+    .signed_with(&stack.sdk_config())
+    .expect("signing configured");
+    let account = new_account("signed");
+    let _ = client.execute(&account, &key("k-1"), &deposit(100)).await;
+    let headers = seen.lock().expect("lock").pop().expect("a request arrived");
+    let authorization = headers["authorization"].to_str().expect("text");
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential="),
+        "{authorization}"
+    );
+    assert!(
+        authorization.contains("/us-east-1/execute-api/aws4_request"),
+        "{authorization}"
+    );
+    assert!(
+        authorization.contains("idempotency-key"),
+        "the key is signed: {authorization}"
+    );
+    assert!(headers.contains_key("x-amz-date"));
+}

@@ -31,6 +31,11 @@ async fn main() -> Result<(), Error> {
         catalog.clone(),
         settings.call_timeout,
     )?;
+    // The Balances API is IAM-authorised in AWS (SigV4); the local stack's is not.
+    let balances = match std::env::var("BALANCES_IAM_AUTH").as_deref() {
+        Ok("true") => balances.signed_with(&config)?,
+        _ => balances,
+    };
     let exchange = HttpExchange::new(&settings.exchange_base_url, catalog, settings.call_timeout)?;
     let orders = Orders::new(store, balances, exchange, SystemClock, settings.orders);
     let orders = &orders;

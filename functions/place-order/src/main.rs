@@ -29,6 +29,11 @@ async fn main() -> Result<(), lambda_http::Error> {
         catalog.clone(),
         settings.call_timeout,
     )?;
+    // The Balances API is IAM-authorised in AWS (SigV4); the local stack's is not.
+    let balances = match std::env::var("BALANCES_IAM_AUTH").as_deref() {
+        Ok("true") => balances.signed_with(&config)?,
+        _ => balances,
+    };
     let exchange = HttpExchange::new(
         &settings.exchange_base_url,
         catalog.clone(),

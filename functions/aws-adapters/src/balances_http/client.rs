@@ -25,6 +25,64 @@ pub struct HttpBalances {
     http: reqwest::Client,
     base_url: Url,
     catalog: Catalog,
+    signer: Option<Signer>,
+}
+
+/// Signs each request with SigV4 for an IAM-authorised API Gateway
+/// (service `execute-api`), with the function's own credentials.
+#[derive(Debug, Clone)]
+struct Signer {
+    credentials: aws_credential_types::provider::SharedCredentialsProvider,
+    region: String,
+}
+
+impl Signer {
+    async fn sign(&self, request: &mut reqwest::Request) -> Result<(), BalancesCallError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        let unavailable = |e: String| BalancesCallError::Unavailable(format!("signing: {e}"));
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let identity = credentials.into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("execute-api")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| unavailable(e.to_string()))?
+            .into();
+        let body = request
+            .body()
+            .and_then(|b| b.as_bytes())
+            .unwrap_or_default();
+        let headers = request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+        let signable = SignableRequest::new(
+            request.method().as_str(),
+            request.url().as_str(),
+            headers,
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| unavailable(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| unavailable(e.to_string()))?
+            .into_parts();
+        for (name, value) in instructions.headers() {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| unavailable(e.to_string()))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|e| unavailable(e.to_string()))?;
+            request.headers_mut().insert(name, value);
+        }
+        Ok(())
+    }
 }
 
 impl HttpBalances {
@@ -46,7 +104,28 @@ impl HttpBalances {
             http,
             base_url,
             catalog,
+            signer: None,
         })
+    }
+
+    /// Signs every request with SigV4 using the SDK configuration's
+    /// credentials and region (the Balances API is IAM-authorised in AWS).
+    pub fn signed_with(
+        mut self,
+        config: &aws_config::SdkConfig,
+    ) -> Result<Self, BalancesCallError> {
+        let credentials = config
+            .credentials_provider()
+            .ok_or_else(|| BalancesCallError::Invalid("no AWS credentials to sign with".into()))?;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| BalancesCallError::Invalid("no AWS region".into()))?;
+        self.signer = Some(Signer {
+            credentials,
+            region,
+        });
+        Ok(self)
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -62,7 +141,13 @@ impl HttpBalances {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, Vec<u8>), BalancesCallError> {
-        let response = request.send().await.map_err(transport_error)?;
+        let mut request = request
+            .build()
+            .map_err(|e| BalancesCallError::Invalid(e.to_string()))?;
+        if let Some(signer) = &self.signer {
+            signer.sign(&mut request).await?;
+        }
+        let response = self.http.execute(request).await.map_err(transport_error)?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport_error)?;
         Ok((status, body.to_vec()))
