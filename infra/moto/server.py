@@ -77,7 +77,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
     create_backend_app,
 )
 from moto.sqs.models import SQSBackend  # noqa: E402
-from werkzeug.serving import run_simple  # noqa: E402
+from werkzeug.serving import BaseWSGIServer, run_simple  # noqa: E402
 
 LOG = logging.getLogger("local-stack-moto")
 
@@ -359,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    # A burst of test clients must queue, not be refused: the default listen
+    # backlog (128) is smaller than the bursts the conformance tests send.
+    BaseWSGIServer.request_queue_size = 1024
     app = LockingApp(DomainDispatcherApplication(create_backend_app), args.fingerprint)
     LOG.info("serving on http://%s:%d (pid %d)", args.host, args.port, os.getpid())
     run_simple(

@@ -161,9 +161,14 @@ async fn emulator_conditional_decrement_is_atomic() -> Result<()> {
         attrs.push(("n", n(100)));
         env.put(&format!("STOCK#{i}"), "META", &attrs).await?;
     }
+    // Bounded in flight: enough to expose a non-atomic emulator, not so many
+    // that a loaded machine times connections out.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(200));
     let tasks = (0..150 * ITEMS).map(|j| {
         let env = env.clone();
+        let in_flight = in_flight.clone();
         tokio::spawn(async move {
+            let _permit = in_flight.acquire_owned().await;
             let i = j % ITEMS;
             let r = env
                 .ddb
