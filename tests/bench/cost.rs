@@ -20,8 +20,8 @@ use aws_adapters::dynamodb::{format_half_units, Usage};
 use domain::order::{ExchangeReport, OrderId};
 use fill_processor::handle_batch;
 use system_tests::bench::{
-    accumulate, arg, batch, limit_buy, message, place, reports_from_audit, spawn_metered,
-    table_write_units, wait_until_done_at_exchange, Call, Metering,
+    accumulate, arg, batch, limit_buy, message, place, spawn_metered, table_write_units,
+    wait_until_done_at_exchange, Call, Metering,
 };
 use system_tests::conformance::balances::funded_account;
 use system_tests::platform::Platform;
@@ -151,7 +151,7 @@ async fn main() {
     // 2. Every report once, then 3. every report again.
     let reports: Vec<Vec<ExchangeReport>> = ids
         .iter()
-        .map(|id| reports_from_audit(&bench.platform, id))
+        .map(|id| bench.platform.reports_from_audit(id))
         .collect();
     for duplicate in [false, true] {
         for order_reports in &reports {

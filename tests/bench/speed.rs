@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::Client;
 use domain::order::ExchangeReport;
 use fill_processor::handle_batch;
 use system_tests::bench::{
-    arg, batch, limit_buy, message, ms, percentile, place, reports_from_audit, spawn_metered,
+    arg, batch, limit_buy, message, ms, percentile, place, spawn_metered,
     wait_until_done_at_exchange, Call,
 };
 use system_tests::conformance::balances::funded_account;
@@ -233,7 +233,7 @@ async fn main() {
     wait_until_done_at_exchange(&platform, &ids, Duration::from_secs(60)).await;
     let reports: Vec<Vec<ExchangeReport>> = ids
         .iter()
-        .map(|id| reports_from_audit(&platform, id))
+        .map(|id| platform.reports_from_audit(id))
         .collect();
     let mut executions = Vec::new();
     let mut finals = Vec::new();

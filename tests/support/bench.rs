@@ -24,8 +24,8 @@ use aws_sdk_dynamodb::operation::query::QueryInput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
 use aws_sdk_dynamodb::types::AttributeValue;
-use domain::order::{ExchangeReport, ExecId, Execution, FinalReport, FinalStatus, OrderId};
-use domain::{AccountId, Catalog, Price, Quantity};
+use domain::order::{ExchangeReport, OrderId};
+use domain::{AccountId, Catalog};
 use local_stack::{unique_prefix, Stack};
 
 use crate::faulty_proxy::FaultyProxy;
@@ -389,7 +389,12 @@ pub async fn wait_until_done_at_exchange(platform: &Platform, ids: &[OrderId], l
             .orders
             .iter()
             .filter(|o| ids.iter().any(|id| id.as_str() == o.client_order_id))
-            .filter(|o| final_status(o.status).is_some())
+            .filter(|o| {
+                !matches!(
+                    o.status,
+                    exchange_sim::OrderStatus::New | exchange_sim::OrderStatus::PartiallyFilled
+                )
+            })
             .count();
         if done == ids.len() {
             return;
@@ -401,51 +406,6 @@ pub async fn wait_until_done_at_exchange(platform: &Platform, ids: &[OrderId], l
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn final_status(status: exchange_sim::OrderStatus) -> Option<FinalStatus> {
-    match status {
-        exchange_sim::OrderStatus::Filled => Some(FinalStatus::Filled),
-        exchange_sim::OrderStatus::Cancelled => Some(FinalStatus::Cancelled),
-        exchange_sim::OrderStatus::Expired => Some(FinalStatus::Expired),
-        exchange_sim::OrderStatus::Rejected => Some(FinalStatus::Rejected),
-        _ => None,
-    }
-}
-
-/// What the exchange's webhooks carry for this order: each execution and,
-/// once it ended, its final status (as `tests/system/fill_processor.rs`).
-pub fn reports_from_audit(platform: &Platform, id: &OrderId) -> Vec<ExchangeReport> {
-    let audit = platform.exchange.state.engine().audit();
-    let order = audit
-        .orders
-        .iter()
-        .find(|o| o.client_order_id == id.as_str())
-        .expect("at the exchange");
-    let mut reports: Vec<ExchangeReport> = order
-        .executions
-        .iter()
-        .map(|e| ExchangeReport::Execution {
-            client_order_id: id.clone(),
-            execution: Execution {
-                exec_id: ExecId::parse(&e.exec_id).expect("exec id"),
-                exchange_order_id: order.order_id.clone(),
-                quantity: Quantity::new(e.quantity.shares()).expect("quantity"),
-                price: Price::from_cents(e.price.cents()).expect("price"),
-            },
-        })
-        .collect();
-    if let Some(status) = final_status(order.status) {
-        reports.push(ExchangeReport::Final {
-            client_order_id: id.clone(),
-            exchange_order_id: order.order_id.clone(),
-            report: FinalReport {
-                status,
-                cum_quantity: order.cum_quantity.shares(),
-            },
-        });
-    }
-    reports
 }
 
 /// One SQS message carrying `report`, as the webhook queues it.

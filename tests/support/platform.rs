@@ -218,11 +218,6 @@ impl Platform {
     /// Reconciler settings for tests: small backoff, flagged after 5 runs.
     pub fn reconciler_settings(&self) -> reconciler::Settings {
         reconciler::Settings {
-            trading_table: self.trading_table.clone(),
-            balances_url: self.balances_proxy.url(),
-            exchange_base_url: self.exchange_url.clone(),
-            call_timeout: Duration::from_secs(2),
-            orders: self.settings.clone(),
             retry: app::orders::RetryPolicy {
                 lease_ms: 500,
                 backoff_base_ms: 100,
@@ -273,6 +268,49 @@ impl Platform {
 
     pub fn heal_exchange(&self) {
         self.exchange.state.faults().heal();
+    }
+
+    /// What the exchange's webhooks carry for this order: each execution and,
+    /// once it ended, its final status.
+    pub fn reports_from_audit(&self, id: &OrderId) -> Vec<domain::order::ExchangeReport> {
+        use domain::order::{ExchangeReport, ExecId, Execution, FinalReport, FinalStatus};
+        let audit = self.exchange.state.engine().audit();
+        let order = audit
+            .orders
+            .iter()
+            .find(|o| o.client_order_id == id.as_str())
+            .expect("at the exchange");
+        let mut reports: Vec<ExchangeReport> = order
+            .executions
+            .iter()
+            .map(|e| ExchangeReport::Execution {
+                client_order_id: id.clone(),
+                execution: Execution {
+                    exec_id: ExecId::parse(&e.exec_id).expect("exec id"),
+                    exchange_order_id: order.order_id.clone(),
+                    quantity: domain::Quantity::new(e.quantity.shares()).expect("quantity"),
+                    price: domain::Price::from_cents(e.price.cents()).expect("price"),
+                },
+            })
+            .collect();
+        let status = match order.status {
+            exchange_sim::OrderStatus::Filled => Some(FinalStatus::Filled),
+            exchange_sim::OrderStatus::Cancelled => Some(FinalStatus::Cancelled),
+            exchange_sim::OrderStatus::Expired => Some(FinalStatus::Expired),
+            exchange_sim::OrderStatus::Rejected => Some(FinalStatus::Rejected),
+            _ => None,
+        };
+        if let Some(status) = status {
+            reports.push(ExchangeReport::Final {
+                client_order_id: id.clone(),
+                exchange_order_id: order.order_id.clone(),
+                report: FinalReport {
+                    status,
+                    cum_quantity: order.cum_quantity.shares(),
+                },
+            });
+        }
+        reports
     }
 
     /// Orders the exchange holds under this client id.

@@ -35,48 +35,6 @@ async fn place(
     OrderId::parse(id).expect("order id")
 }
 
-/// What the exchange's webhooks carry for this order: each execution and,
-/// once it ended, its final status.
-fn reports_from_audit(platform: &Platform, id: &OrderId) -> Vec<ExchangeReport> {
-    let audit = platform.exchange.state.engine().audit();
-    let order = audit
-        .orders
-        .iter()
-        .find(|o| o.client_order_id == id.as_str())
-        .expect("at the exchange");
-    let mut reports: Vec<ExchangeReport> = order
-        .executions
-        .iter()
-        .map(|e| ExchangeReport::Execution {
-            client_order_id: id.clone(),
-            execution: Execution {
-                exec_id: ExecId::parse(&e.exec_id).expect("exec id"),
-                exchange_order_id: order.order_id.clone(),
-                quantity: Quantity::new(e.quantity.shares()).expect("quantity"),
-                price: Price::from_cents(e.price.cents()).expect("price"),
-            },
-        })
-        .collect();
-    let status = match order.status {
-        exchange_sim::OrderStatus::Filled => Some(FinalStatus::Filled),
-        exchange_sim::OrderStatus::Cancelled => Some(FinalStatus::Cancelled),
-        exchange_sim::OrderStatus::Expired => Some(FinalStatus::Expired),
-        exchange_sim::OrderStatus::Rejected => Some(FinalStatus::Rejected),
-        _ => None,
-    };
-    if let Some(status) = status {
-        reports.push(ExchangeReport::Final {
-            client_order_id: id.clone(),
-            exchange_order_id: order.order_id.clone(),
-            report: FinalReport {
-                status,
-                cum_quantity: order.cum_quantity.shares(),
-            },
-        });
-    }
-    reports
-}
-
 fn message(n: usize, report: &ExchangeReport) -> SqsMessage {
     let mut message = SqsMessage::default();
     message.message_id = Some(format!("m-{n}"));
@@ -141,7 +99,7 @@ async fn repeated_and_reordered_deliveries_apply_each_fill_once() {
             let account = funded_account(&platform.balances, "rep", start).await;
             let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
             tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-            let reports = reports_from_audit(&platform, &id);
+            let reports = platform.reports_from_audit(&id);
             assert!(reports.len() >= 3, "several executions and a final status");
             let mut deliveries: Vec<&ExchangeReport> =
                 (0..copies).flat_map(|_| reports.iter()).collect();
@@ -184,7 +142,7 @@ async fn a_repeat_finishes_an_interrupted_settlement() {
         let account = funded_account(&platform.balances, "crash", start).await;
         let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
         tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        let reports = reports_from_audit(&platform, &id);
+        let reports = platform.reports_from_audit(&id);
         let processor = platform.orders();
         platform.balances_proxy.set(mode);
         let first = handle_message(&processor, &message(0, &reports[0])).await;
@@ -234,7 +192,7 @@ async fn out_of_order_reports_and_fills_before_placement() {
         .as_ref()
         .is_some_and(|p| p.is_processing()));
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let mut reports = reports_from_audit(&platform, &id);
+    let mut reports = platform.reports_from_audit(&id);
     reports.rotate_right(1); // the final status first
     let processor = platform.orders();
     for (n, report) in reports.iter().enumerate() {
@@ -312,7 +270,7 @@ async fn poison_messages_fail_alone() {
     let account = funded_account(&platform.balances, "poison", start).await;
     let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let reports = reports_from_audit(&platform, &id);
+    let reports = platform.reports_from_audit(&id);
     let unknown = ExchangeReport::Final {
         client_order_id: system_tests::orders::new_order_id(),
         exchange_order_id: "X".into(),
@@ -388,7 +346,7 @@ async fn poison_on_the_real_queue_reaches_the_dead_letter_queue() {
     let account = funded_account(&platform.balances, "sqs", start).await;
     let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    for report in reports_from_audit(&platform, &id) {
+    for report in platform.reports_from_audit(&id) {
         fill_queue.send(&report).await.expect("sent");
     }
     let poison = ExchangeReport::Final {

@@ -1,11 +1,13 @@
 //! Adapters of the application's ports to AWS services and HTTP.
 //!
-//! - [`dynamodb`]: the DynamoDB `LedgerStore` (Balances table).
+//! - [`dynamodb`]: the DynamoDB `LedgerStore` (Balances table) and `OrderStore`
+//!   (trading table), and the metering layer.
 //! - [`balances_http`]: the Balances service's JSON wire format (shared by the
 //!   service and its client) and the HTTP client implementing `Balances`.
 //! - [`exchange_http`]: the HTTP client of the exchange's REST API,
 //!   implementing `Exchange`.
 //! - [`sqs`]: the SQS `FillQueue` (fill queue and its dead-letter queue).
+//! - [`order_service`]: settings and use cases shared by the functions that drive orders.
 //!
 //! Endpoints come from the SDK's standard configuration
 //! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, ...), so the local
@@ -14,4 +16,5 @@
 pub mod balances_http;
 pub mod dynamodb;
 pub mod exchange_http;
+pub mod order_service;
 pub mod sqs;

@@ -27,10 +27,6 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-mod settings;
-
-pub use settings::{Settings, SettingsError};
-
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageResult {

@@ -1,13 +1,8 @@
 //! Lambda entry point of the fill processor: build the clients once, handle batches.
 
-use app::orders::Orders;
-use app::SystemClock;
-use aws_adapters::balances_http::HttpBalances;
-use aws_adapters::dynamodb::DynamoOrderStore;
-use aws_adapters::exchange_http::HttpExchange;
+use aws_adapters::order_service::{aws_orders, OrderServiceSettings};
 use aws_lambda_events::event::sqs::SqsEvent;
-use domain::Catalog;
-use fill_processor::{handle_batch, Settings};
+use fill_processor::handle_batch;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -19,25 +14,9 @@ async fn main() -> Result<(), Error> {
         .without_time() // CloudWatch stamps each line.
         .init();
 
-    let settings = Settings::from_env()?;
+    let settings = OrderServiceSettings::from_env()?;
     let config = aws_config::load_from_env().await;
-    let catalog = Catalog::us_equities();
-    let store = DynamoOrderStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        settings.trading_table.clone(),
-    );
-    let balances = HttpBalances::new(
-        &settings.balances_url,
-        catalog.clone(),
-        settings.call_timeout,
-    )?;
-    // The Balances API is IAM-authorised in AWS (SigV4); the local stack's is not.
-    let balances = match std::env::var("BALANCES_IAM_AUTH").as_deref() {
-        Ok("true") => balances.signed_with(&config)?,
-        _ => balances,
-    };
-    let exchange = HttpExchange::new(&settings.exchange_base_url, catalog, settings.call_timeout)?;
-    let orders = Orders::new(store, balances, exchange, SystemClock, settings.orders);
+    let orders = aws_orders(&config, &settings)?;
     let orders = &orders;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handle_batch(orders, event.payload).await)

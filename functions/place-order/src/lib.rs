@@ -16,10 +16,8 @@
 mod auth;
 mod problem;
 mod routes;
-mod settings;
 pub mod wire;
 
 pub use auth::ACCOUNT_CLAIM;
 pub use problem::{problem_type, Problem, PROBLEM_CONTENT_TYPE};
 pub use routes::{router, IDEMPOTENCY_KEY_HEADER, MAX_BODY_BYTES, REPLAYED_HEADER, ROUTES};
-pub use settings::{Settings, SettingsError};

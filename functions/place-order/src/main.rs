@@ -1,12 +1,8 @@
 //! Lambda entry point of the orders API: build the clients once, serve the router.
 
-use app::orders::Orders;
-use app::SystemClock;
-use aws_adapters::balances_http::HttpBalances;
-use aws_adapters::dynamodb::DynamoOrderStore;
-use aws_adapters::exchange_http::HttpExchange;
+use aws_adapters::order_service::{aws_orders, OrderServiceSettings};
 use domain::Catalog;
-use place_order::{router, Settings};
+use place_order::router;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -17,28 +13,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         .without_time() // CloudWatch stamps each line.
         .init();
 
-    let settings = Settings::from_env()?;
+    let settings = OrderServiceSettings::from_env()?;
     let config = aws_config::load_from_env().await;
-    let catalog = Catalog::us_equities();
-    let store = DynamoOrderStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        settings.trading_table.clone(),
-    );
-    let balances = HttpBalances::new(
-        &settings.balances_url,
-        catalog.clone(),
-        settings.call_timeout,
-    )?;
-    // The Balances API is IAM-authorised in AWS (SigV4); the local stack's is not.
-    let balances = match std::env::var("BALANCES_IAM_AUTH").as_deref() {
-        Ok("true") => balances.signed_with(&config)?,
-        _ => balances,
-    };
-    let exchange = HttpExchange::new(
-        &settings.exchange_base_url,
-        catalog.clone(),
-        settings.call_timeout,
-    )?;
-    let orders = Orders::new(store, balances, exchange, SystemClock, settings.orders);
-    lambda_http::run(router(orders, catalog)).await
+    let orders = aws_orders(&config, &settings)?;
+    lambda_http::run(router(orders, Catalog::us_equities())).await
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 mod settings;
 
-pub use settings::{Settings, SettingsError};
+pub use settings::Settings;
 
 /// Metrics namespace of the platform (CloudWatch Embedded Metric Format).
 pub const METRICS_NAMESPACE: &str = "TradingPlatform";

@@ -1,11 +1,7 @@
 //! Lambda entry point of the reconciler: build the clients once, run on each schedule tick.
 
-use app::orders::Orders;
 use app::{Clock, SystemClock};
-use aws_adapters::balances_http::HttpBalances;
-use aws_adapters::dynamodb::DynamoOrderStore;
-use aws_adapters::exchange_http::HttpExchange;
-use domain::Catalog;
+use aws_adapters::order_service::{aws_orders, OrderServiceSettings};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use reconciler::{run_once, Settings};
 
@@ -18,37 +14,15 @@ async fn main() -> Result<(), Error> {
         .without_time() // CloudWatch stamps each line.
         .init();
 
+    let service = OrderServiceSettings::from_env()?;
     let settings = Settings::from_env()?;
     let config = aws_config::load_from_env().await;
-    let catalog = Catalog::us_equities();
-    let store = DynamoOrderStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        settings.trading_table.clone(),
-    );
-    let balances = HttpBalances::new(
-        &settings.balances_url,
-        catalog.clone(),
-        settings.call_timeout,
-    )?;
-    // The Balances API is IAM-authorised in AWS (SigV4); the local stack's is not.
-    let balances = match std::env::var("BALANCES_IAM_AUTH").as_deref() {
-        Ok("true") => balances.signed_with(&config)?,
-        _ => balances,
-    };
-    let exchange = HttpExchange::new(&settings.exchange_base_url, catalog, settings.call_timeout)?;
-    let orders = Orders::new(
-        store,
-        balances,
-        exchange,
-        SystemClock,
-        settings.orders.clone(),
-    );
+    let orders = aws_orders(&config, &service)?;
     let (orders, settings) = (&orders, &settings);
     // The schedule's payload carries nothing the run needs.
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let deadline_ms = event.context.deadline;
-            let time_left_ms = deadline_ms.saturating_sub(SystemClock.now_ms());
+            let time_left_ms = event.context.deadline.saturating_sub(SystemClock.now_ms());
             Ok::<_, Error>(run_once(orders, settings, time_left_ms).await)
         },
     ))

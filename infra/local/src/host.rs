@@ -189,11 +189,6 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
     });
 
     let settings = reconciler::Settings {
-        trading_table: config.trading_table.clone(),
-        balances_url: format!("http://{}", config.balances_listen),
-        exchange_base_url: config.exchange_url.clone(),
-        call_timeout: Duration::from_secs(3),
-        orders: config.order_settings(),
         retry: config.retry_policy(),
         max_orders_per_run: 200,
         max_run_ms: 20_000,

@@ -134,11 +134,6 @@ impl World {
             ..OrderSettings::default()
         };
         let reconciler = reconciler::Settings {
-            trading_table: String::new(),
-            balances_url: String::new(),
-            exchange_base_url: String::new(),
-            call_timeout: std::time::Duration::from_secs(3),
-            orders: settings.clone(),
             retry: RetryPolicy {
                 backoff_base_ms: pick(&mut rng, &[5_000, 60_000]),
                 ..RetryPolicy::default()

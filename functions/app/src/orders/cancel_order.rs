@@ -1,7 +1,7 @@
 //! `DELETE /orders/{id}`: ask the exchange to cancel; the order then closes
 //! through the normal path (its final status and fills arrive as for any order).
 
-use domain::order::{Driver, Order, OrderId, StepFailure, StepState};
+use domain::order::{Driver, Order, OrderId, StepFailure};
 use domain::AccountId;
 
 use super::{OrderError, Orders};
@@ -37,18 +37,9 @@ where
             match self.exchange.cancel(id).await {
                 // The id never reached the exchange and now never can.
                 Ok(CancelOutcome::Tombstoned) => {
-                    let now = self.now_ms();
-                    let failure = StepState::Failed(StepFailure::NotPlaced {
-                        detail: "cancelled before it reached the exchange; id tombstoned".into(),
-                    });
-                    self.update(id, |o| match o.place.as_mut() {
-                        Some(step) if step.is_processing() && o.fills.is_empty() => {
-                            step.finish(failure.clone(), now);
-                            true
-                        }
-                        _ => false,
-                    })
-                    .await?;
+                    let detail = "cancelled before it reached the exchange; id tombstoned".into();
+                    self.fail_placement(id, StepFailure::NotPlaced { detail })
+                        .await?;
                 }
                 Ok(CancelOutcome::Known(_)) => {}
                 // Recorded as requested; recovery repeats the cancel's effect by looking the order up.

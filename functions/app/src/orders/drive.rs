@@ -114,6 +114,25 @@ where
         Err(OrderError::Busy)
     }
 
+    /// Records a placement as failed, on evidence that the exchange holds no
+    /// order from it; only while it is still processing and no fill contradicts it.
+    pub(crate) async fn fail_placement(
+        &self,
+        id: &OrderId,
+        failure: StepFailure,
+    ) -> Result<Order, OrderError> {
+        let now = self.now_ms();
+        let state = StepState::Failed(failure);
+        self.update(id, |o| match o.place.as_mut() {
+            Some(step) if step.is_processing() && o.fills.is_empty() => {
+                step.finish(state.clone(), now);
+                true
+            }
+            _ => false,
+        })
+        .await
+    }
+
     pub(crate) async fn flag(&self, id: &OrderId, reason: String) -> Result<Progress, OrderError> {
         tracing::error!(order_id = %id, %reason, "order flagged for an operator");
         self.update(id, |o| {
@@ -244,16 +263,8 @@ where
                 Ok(Progress::Advanced)
             }
             Ok(PlaceOutcome::Rejected { reason }) => {
-                let now = self.now_ms();
-                let failure = StepState::Failed(StepFailure::ExchangeRejected { detail: reason });
-                self.update(&order.id, |o| match o.place.as_mut() {
-                    Some(step) if step.is_processing() && o.fills.is_empty() => {
-                        step.finish(failure.clone(), now);
-                        true
-                    }
-                    _ => false,
-                })
-                .await?;
+                self.fail_placement(&order.id, StepFailure::ExchangeRejected { detail: reason })
+                    .await?;
                 Ok(Progress::Advanced)
             }
             Err(error) => {
@@ -307,18 +318,9 @@ where
         // The tombstone makes "not found" final: a late request is refused.
         match self.exchange.cancel(&order.id).await {
             Ok(CancelOutcome::Tombstoned) => {
-                let now = self.now_ms();
-                let failure = StepState::Failed(StepFailure::NotPlaced {
-                    detail: "not found at the exchange after its deadline; id tombstoned".into(),
-                });
-                self.update(&order.id, |o| match o.place.as_mut() {
-                    Some(step) if step.is_processing() && o.fills.is_empty() => {
-                        step.finish(failure.clone(), now);
-                        true
-                    }
-                    _ => false,
-                })
-                .await?;
+                let detail = "not found at the exchange after its deadline; id tombstoned".into();
+                self.fail_placement(&order.id, StepFailure::NotPlaced { detail })
+                    .await?;
                 Ok(Progress::Advanced)
             }
             // It arrived after all (and is now cancelled): the normal close path follows.
