@@ -136,8 +136,12 @@ async fn main() -> anyhow::Result<()> {
                 "  cargo run -p local -- token --account bob --key {}",
                 started.config.jwt_key
             );
-            println!("\nCtrl-C stops the handlers and the exchange (and the emulator, if this command started it).");
-            tokio::signal::ctrl_c().await?;
+            println!("\nCtrl-C (or SIGTERM) stops the handlers and the exchange (and the emulator, if this command started it).");
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
             started.host.kill().await?;
             if !started.emulator_was_running {
                 tokio::task::spawn_blocking(local_stack::stop).await??;
