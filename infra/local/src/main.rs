@@ -137,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
                 started.config.jwt_key
             );
             println!("\nCtrl-C (or SIGTERM) stops the handlers and the exchange (and the emulator, if this command started it).");
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = terminate.recv() => {}

@@ -501,3 +501,165 @@ fn every_combination_of_step_states_is_safe() {
         }
     }
 }
+
+// ---- state machine: perform whatever next_actions asks, with random outcomes ----
+
+mod state_machine {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the world answers when an action runs.
+    #[derive(Debug, Clone)]
+    enum World {
+        /// The action's call succeeds.
+        Succeeds,
+        /// The call's outcome is unknown (the record stays as it was).
+        Unknown,
+        /// The exchange executes `shares` at `cents` (when the order rests there).
+        Executes { shares: u64, cents: u64 },
+        /// The exchange ends the order (cancel or expiry) with what it executed.
+        Ends,
+        /// Time passes.
+        Tick { ms: u64 },
+    }
+
+    fn world() -> impl Strategy<Value = World> {
+        prop_oneof![
+            4 => Just(World::Succeeds),
+            1 => Just(World::Unknown),
+            2 => (1u64..=4, 9_000u64..=10_000).prop_map(|(shares, cents)| World::Executes { shares, cents }),
+            1 => Just(World::Ends),
+            1 => (1u64..=30_000).prop_map(|ms| World::Tick { ms }),
+        ]
+    }
+
+    /// The exchange's side: what it executed and whether it finished.
+    #[derive(Default)]
+    struct Exchange {
+        placed: bool,
+        executed: Vec<(u64, u64)>,
+        finished: Option<FinalStatus>,
+    }
+
+    fn perform(o: &mut Order, ex: &mut Exchange, action: &Action, world: &World, now: u64) {
+        let ok = !matches!(world, World::Unknown);
+        match action {
+            Action::Reserve if ok => o.reserve.finish(StepState::Succeeded, now),
+            Action::Place => {
+                o.place = Some(Step::processing(now));
+                if ok {
+                    ex.placed = true;
+                    o.record_placed("X-1", now);
+                }
+            }
+            Action::AbandonUnsentPlacement => {
+                let mut step = Step::processing(now);
+                step.finish(
+                    StepState::Failed(StepFailure::NotPlaced {
+                        detail: "late".into(),
+                    }),
+                    now,
+                );
+                o.place = Some(step);
+            }
+            Action::LookupPlacement if ok => {
+                if ex.placed {
+                    o.record_placed("X-1", now);
+                } else if placement_unknown_is_final(o, now, &policy()) {
+                    o.place.as_mut().expect("processing").finish(
+                        StepState::Failed(StepFailure::NotPlaced {
+                            detail: "tombstoned".into(),
+                        }),
+                        now,
+                    );
+                }
+            }
+            Action::PullExecutions if ok => {
+                for (n, &(shares, cents)) in ex.executed.iter().enumerate() {
+                    let execution = execution(n as u32, shares, cents);
+                    o.apply_execution(&execution, now)
+                        .expect("the exchange stays within the order");
+                }
+                if let Some(status) = ex.finished {
+                    let cum = ex.executed.iter().map(|(s, _)| s).sum();
+                    o.record_final(FinalReport {
+                        status,
+                        cum_quantity: cum,
+                    });
+                }
+            }
+            Action::Settle(exec_id) if ok => {
+                let fill = o
+                    .fills
+                    .iter_mut()
+                    .find(|f| &f.exec_id == exec_id)
+                    .expect("recorded");
+                fill.settle.finish(StepState::Succeeded, now);
+            }
+            Action::Release { .. } => {
+                o.release.get_or_insert_with(|| Step::processing(now));
+                if ok {
+                    o.release
+                        .as_mut()
+                        .expect("started")
+                        .finish(StepState::Succeeded, now);
+                }
+            }
+            Action::Close => o.closed_at_ms = Some(now),
+            _ => {}
+        }
+    }
+
+    proptest! {
+        /// Whatever the world answers, performing what next_actions asks never
+        /// breaks an invariant, and once the world behaves the order closes.
+        #[test]
+        fn performing_next_actions_keeps_invariants_and_finishes(steps in prop::collection::vec(world(), 1..60)) {
+            let p = policy();
+            let mut o = order();
+            o.reserve = Step::processing(T0);
+            let mut ex = Exchange::default();
+            let mut now = T0;
+            for world in &steps {
+                // The exchange acts on its own, whatever the platform does.
+                match world {
+                    World::Executes { shares, cents } if ex.placed && ex.finished.is_none() => {
+                        let done: u64 = ex.executed.iter().map(|(s, _)| s).sum();
+                        let shares = (*shares).min(10 - done);
+                        if shares > 0 {
+                            ex.executed.push((shares, *cents));
+                        }
+                        if done + shares == 10 {
+                            ex.finished = Some(FinalStatus::Filled);
+                        }
+                    }
+                    World::Ends if ex.placed && ex.finished.is_none() => ex.finished = Some(FinalStatus::Cancelled),
+                    World::Tick { ms } => now += ms,
+                    _ => {}
+                }
+                let actions = next_actions(&o, now, &p, Driver::Recovery);
+                prop_assert!(!actions.iter().any(|a| matches!(a, Action::Flag(_))), "no contradiction: {actions:?}");
+                if let Some(action) = actions.first() {
+                    perform(&mut o, &mut ex, action, world, now);
+                }
+                prop_assert!(o.filled_quantity() <= o.request.quantity.shares());
+                prop_assert!(o.unused_reservation().is_ok(), "never beyond the reservation");
+                prop_assert!(!(o.place.as_ref().is_some_and(Step::is_failed) && ex.placed), "never 'not placed' for a placed order");
+            }
+            // Faults stop: the exchange finishes, every call succeeds, time moves on.
+            if ex.placed && ex.finished.is_none() {
+                ex.finished = Some(FinalStatus::Cancelled);
+            }
+            for _ in 0..40 {
+                now += 60_000;
+                let actions = next_actions(&o, now, &p, Driver::Recovery);
+                let Some(action) = actions.first() else { break };
+                perform(&mut o, &mut ex, action, &World::Succeeds, now);
+            }
+            prop_assert!(o.is_closed(), "finished once the world behaves: {o:?}");
+            let executed: u64 = ex.executed.iter().map(|(s, _)| s).sum();
+            prop_assert_eq!(o.filled_quantity(), executed, "every execution applied once");
+            prop_assert!(o.fills.iter().all(|f| f.settle.is_succeeded()));
+        }
+    }
+}
