@@ -758,3 +758,57 @@ async fn bad_input_is_refused_and_writes_nothing() {
         StatusCode::BAD_REQUEST
     );
 }
+
+/// The exchange's answer to a cancel is lost, before or after the cancel
+/// took effect: the caller gets 503 (not a 202 for a cancel that may never
+/// have arrived), repeats it, and the order then closes cancelled.
+#[tokio::test]
+async fn cancel_with_a_lost_answer_asks_the_caller_to_repeat_it() {
+    let modes = [
+        OpFaults {
+            fail_before_5xx: 1.0,
+            ..OpFaults::default()
+        },
+        OpFaults {
+            fail_after_5xx: 1.0,
+            ..OpFaults::default()
+        },
+    ];
+    for faults in modes {
+        let platform = Platform::spawn("cancel-lost").await;
+        let account = funded_account(&platform.balances, "kay", 1_000_000).await;
+        let placed = order_body(
+            platform
+                .post_order(&account, "k", &limit_buy(5, "1.00"))
+                .await,
+        )
+        .await;
+        let cancel = || {
+            platform
+                .http
+                .delete(format!("{}/orders/{}", platform.orders_url, placed.id))
+                .header("authorization", bearer(&account))
+                .send()
+        };
+        platform.set_exchange_faults(exchange_faults(SimOperation::Cancel, faults.clone()));
+        let lost = cancel().await.expect("sent");
+        assert_eq!(lost.status(), StatusCode::SERVICE_UNAVAILABLE, "{faults:?}");
+        platform.heal_exchange();
+        let repeated = cancel().await.expect("sent");
+        assert!(
+            matches!(repeated.status(), StatusCode::ACCEPTED | StatusCode::OK),
+            "{faults:?}"
+        );
+        let id = id_of(&placed);
+        platform
+            .clock
+            .advance_ms(platform.settings.recovery.quiet_after_ms + 1);
+        let closed = platform
+            .orders()
+            .drive(&id, Driver::Recovery)
+            .await
+            .expect("drive");
+        assert_eq!(closed.status(), OrderStatus::Cancelled, "{faults:?}");
+        assert_reserved(&platform, &account, 0).await;
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use app::exchange::{Exchange, PlaceOutcome, PlaceRequest};
 use app::order_store::OrderStore;
 use app::Balances;
-use domain::order::{Driver, ExchangeReport, Order, OrderId, OrderStatus};
+use domain::order::{ExchangeReport, Order, OrderId, OrderStatus};
 use domain::{AccountId, Asset, Catalog};
 use exchange_sim::faults::{FaultConfig, OpFaults, Operation as SimOperation};
 use futures::future::join_all;
@@ -374,7 +374,6 @@ async fn closed_orders_are_not_in_the_open_index() {
         summary.examined, 0,
         "closed orders cost the reconciler nothing"
     );
-    let _ = Driver::Recovery;
 }
 
 /// A crash of the reconciler at each of its writes and external calls, before

@@ -17,7 +17,9 @@ where
     E: Exchange,
     C: Clock,
 {
-    /// Idempotent: cancelling a closed or already cancelled order answers it as it stands.
+    /// Idempotent: cancelling a closed or already cancelled order answers it
+    /// as it stands. If the exchange's answer is lost the call fails (503),
+    /// so the caller repeats it rather than trusting a cancel that may not have arrived.
     pub async fn cancel(&self, account: &AccountId, id: &OrderId) -> Result<Order, OrderError> {
         let order = self.get(account, id).await?;
         if order.is_closed() {
@@ -42,8 +44,12 @@ where
                         .await?;
                 }
                 Ok(CancelOutcome::Known(_)) => {}
-                // Recorded as requested; recovery repeats the cancel's effect by looking the order up.
-                Err(error) => tracing::warn!(order_id = %id, %error, "cancel outcome unknown"),
+                // Nothing re-sends a cancel by itself: the caller must learn it
+                // may not have arrived, and repeat it (a cancel by client id is idempotent).
+                Err(error) => {
+                    tracing::warn!(order_id = %id, %error, "cancel outcome unknown; the caller retries");
+                    return Err(error.into());
+                }
             }
         }
         self.drive(id, Driver::Handler).await
