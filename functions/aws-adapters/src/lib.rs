@@ -7,6 +7,7 @@
 //! - [`exchange_http`]: the HTTP client of the exchange's REST API,
 //!   implementing `Exchange`.
 //! - [`sqs`]: the SQS `FillQueue` (fill queue and its dead-letter queue).
+//! - [`http_edge`]: reading the idempotency key and content type of a request.
 //! - [`order_service`]: settings and use cases shared by the functions that drive orders.
 //!
 //! Endpoints come from the SDK's standard configuration
@@ -16,5 +17,6 @@
 pub mod balances_http;
 pub mod dynamodb;
 pub mod exchange_http;
+pub mod http_edge;
 pub mod order_service;
 pub mod sqs;

@@ -2,8 +2,9 @@ use std::sync::Arc;
 
 use app::{BalancesService, Clock, LedgerStore};
 use aws_adapters::balances_http::wire::{
-    BalancesBody, OperationBody, OperationRecordBody, IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER,
+    BalancesBody, OperationBody, OperationRecordBody, REPLAYED_HEADER,
 };
+use aws_adapters::http_edge;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -46,25 +47,12 @@ fn account(text: &str) -> Result<AccountId, ApiError> {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
-    let missing = || {
-        ApiError::invalid(
-            StatusCode::BAD_REQUEST,
-            format!("header {IDEMPOTENCY_KEY_HEADER} is required"),
-        )
-    };
-    let value = headers.get(IDEMPOTENCY_KEY_HEADER).ok_or_else(missing)?;
-    let text = value.to_str().map_err(|_| missing())?;
-    IdempotencyKey::parse(text)
+    http_edge::idempotency_key(headers)
         .map_err(|e| ApiError::invalid(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    if media_type.eq_ignore_ascii_case("application/json") {
+    if http_edge::is_json(headers) {
         Ok(())
     } else {
         Err(ApiError::invalid(

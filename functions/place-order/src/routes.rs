@@ -5,10 +5,11 @@ use app::exchange::Exchange;
 use app::order_store::OrderStore;
 use app::orders::{Orders, Placed};
 use app::Clock;
+use aws_adapters::http_edge;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,7 +23,7 @@ use crate::wire::{OrderBody, OrderListBody, PlaceOrderBody};
 
 /// Largest request body; an order is under 200 bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub use aws_adapters::http_edge::IDEMPOTENCY_KEY_HEADER;
 /// Set to `true` on an answer to a repeated request.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Every route, as `(method, path)`; the OpenAPI document must list exactly these.
@@ -60,28 +61,12 @@ where
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
-    let missing = || {
-        ApiError::invalid(
-            StatusCode::BAD_REQUEST,
-            format!("header {IDEMPOTENCY_KEY_HEADER} is required"),
-        )
-    };
-    let text = headers
-        .get(IDEMPOTENCY_KEY_HEADER)
-        .ok_or_else(missing)?
-        .to_str()
-        .map_err(|_| missing())?;
-    IdempotencyKey::parse(text)
+    http_edge::idempotency_key(headers)
         .map_err(|e| ApiError::invalid(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    if media_type.eq_ignore_ascii_case("application/json") {
+    if http_edge::is_json(headers) {
         Ok(())
     } else {
         Err(ApiError::invalid(

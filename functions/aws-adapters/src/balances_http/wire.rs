@@ -12,8 +12,7 @@ use domain::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Header that carries the idempotency key of a mutating call.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub use crate::http_edge::IDEMPOTENCY_KEY_HEADER;
 /// Set to `true` on a response answered from a stored operation.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
