@@ -163,9 +163,9 @@ fn transport_error(error: reqwest::Error) -> ExchangeError {
     // Only a failure to connect proves the request never left; a timeout or a
     // reset may come after the exchange acted on it.
     if error.is_connect() {
-        ExchangeError::Unavailable(error.to_string())
+        ExchangeError::Unavailable(crate::error_chain(&error))
     } else {
-        ExchangeError::OutcomeUnknown(error.to_string())
+        ExchangeError::OutcomeUnknown(crate::error_chain(&error))
     }
 }
 

@@ -20,3 +20,17 @@ pub mod exchange_http;
 pub mod http_edge;
 pub mod order_service;
 pub mod sqs;
+
+/// An error with every source under it (`a: b: c`): an HTTP client's own
+/// message ("error sending request") does not say whether it timed out, was
+/// reset or refused; its sources do.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

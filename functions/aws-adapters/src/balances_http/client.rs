@@ -186,9 +186,9 @@ impl HttpBalances {
 
 fn transport_error(error: reqwest::Error) -> BalancesCallError {
     if error.is_connect() {
-        BalancesCallError::Unavailable(error.to_string())
+        BalancesCallError::Unavailable(crate::error_chain(&error))
     } else {
-        BalancesCallError::OutcomeUnknown(error.to_string())
+        BalancesCallError::OutcomeUnknown(crate::error_chain(&error))
     }
 }
 
