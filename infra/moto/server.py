@@ -1,7 +1,7 @@
 """moto_server, made safe for concurrent tests.
 
 Serves moto's DynamoDB and SQS emulation (and whatever else moto serves) on one
-port, with three changes to stock ``moto_server`` that this project depends on.
+port, with four changes to stock ``moto_server`` that this project depends on.
 Each was measured on stock moto; see infra/EMULATOR.md.
 
 1. Atomicity. Stock moto_server handles each request on its own thread with no
@@ -29,6 +29,14 @@ Each was measured on stock moto; see infra/EMULATOR.md.
    to a class-level list (for moto's dashboard); one long run grew to 8.6 GiB.
    The tracking is switched off.
 
+4. Fairness. One lock serialises every DynamoDB request of every client, and
+   a plain lock serves waiters in no particular order: while one test fires a
+   burst of 200 requests (each ~100 ms on a loaded machine), another test's
+   single request waited 10-20 s and its HTTP client timed out. The lock is
+   therefore taken in turns by *tenant* (the table, or the queue, a request
+   names; every test creates its own under a unique prefix): a tenant with a
+   burst queued waits behind its own requests, never in front of others'.
+
 It also answers ``GET /_local_stack/health`` so the launcher can tell this
 wrapper (and which version of it) from anything else on the port.
 
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import logging
 import os
@@ -81,10 +90,65 @@ from werkzeug.serving import BaseWSGIServer, run_simple  # noqa: E402
 
 LOG = logging.getLogger("local-stack-moto")
 
-DYNAMODB_LOCK = threading.Lock()
-SQS_LOCK = threading.Lock()
+
+
+class FairLock:
+    """A mutex handed over in turns by tenant (round robin), FIFO within one.
+
+    ``acquire(tenant)`` blocks until the caller owns the lock; ``release()``
+    hands it to the first waiter of the next tenant in turn. A tenant with
+    many requests queued therefore delays each other tenant by at most one
+    of its requests.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._busy = False
+        # tenant -> its waiters in arrival order; dict order is the turn order.
+        self._waiting: dict[str, list[threading.Event]] = {}
+
+    def acquire(self, tenant: str) -> None:
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                return
+            turn = threading.Event()
+            self._waiting.setdefault(tenant, []).append(turn)
+        turn.wait()  # ownership is handed over by release(); _busy stays True
+
+    def release(self) -> None:
+        with self._mutex:
+            if not self._waiting:
+                self._busy = False
+                return
+            tenant = next(iter(self._waiting))
+            waiters = self._waiting.pop(tenant)
+            turn = waiters.pop(0)
+            if waiters:
+                self._waiting[tenant] = waiters  # back of the line
+            turn.set()
+
+    # ``with FAIR_LOCK.turn(tenant): ...``
+    class _Turn:
+        def __init__(self, lock: "FairLock", tenant: str) -> None:
+            self.lock, self.tenant = lock, tenant
+
+        def __enter__(self) -> None:
+            self.lock.acquire(self.tenant)
+
+        def __exit__(self, *exc: Any) -> None:
+            self.lock.release()
+
+    def turn(self, tenant: str) -> "FairLock._Turn":
+        return FairLock._Turn(self, tenant)
+
+
+DYNAMODB_LOCK = FairLock()
+SQS_LOCK = FairLock()
 
 HEALTH_PATH = "/_local_stack/health"
+# A request that waits for its turn or holds a lock this long is logged.
+SLOW_REQUEST_MS = float(os.environ.get("LOCAL_STACK_SLOW_MS", "2000"))
 
 # --------------------------------------------------------------------------
 # 2. TransactWriteItems without deep-copying tables.
@@ -256,7 +320,7 @@ def _receive_message(
     """
     deadline = time.monotonic() + (wait_seconds_timeout or 0)
     while True:
-        with SQS_LOCK:
+        with SQS_LOCK.turn(queue_name):
             result = _stock_receive_message(
                 self, queue_name, count, 0, visibility_timeout, message_attribute_names
             )
@@ -307,17 +371,23 @@ class LockingApp:
         return self.inner(environ, start_response)
 
     def _locked(
-        self, lock: threading.Lock, environ: dict[str, Any], start_response: Callable[..., Any]
+        self, lock: FairLock, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        # The whole request, including reading the body and producing the
-        # response bytes, happens under the lock; only sending them does not.
+        # The body is read before queueing (it names the tenant); producing
+        # the response happens under the lock; only sending it does not.
+        body_in = _read_body(environ)
+        environ["wsgi.input"] = io.BytesIO(body_in)
+        environ["CONTENT_LENGTH"] = str(len(body_in))
+        tenant = _tenant(body_in)
         captured: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], Any]:
             captured[:] = [status, headers, exc_info]
             return lambda _data: None
 
-        with lock:
+        queued = time.monotonic()
+        with lock.turn(tenant):
+            started = time.monotonic()
             result = self.inner(environ, capture)
             try:
                 body = b"".join(result)
@@ -325,9 +395,51 @@ class LockingApp:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+            held_ms = (time.monotonic() - started) * 1000
+        waited_ms = (started - queued) * 1000
+        if max(waited_ms, held_ms) >= SLOW_REQUEST_MS:
+            LOG.warning(
+                "slow request %s on %s: waited %.0f ms for its turn, held the lock %.0f ms",
+                environ.get("HTTP_X_AMZ_TARGET", "?"),
+                tenant,
+                waited_ms,
+                held_ms,
+            )
         status, headers, exc_info = captured
         start_response(status, headers, exc_info)
         return [body]
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    stream = environ["wsgi.input"]
+    return stream.read(length) if length > 0 else stream.read()
+
+
+def _tenant(body: bytes) -> str:
+    """The first table or queue the request names ("" if none): the unit of
+    fairness. Tests create their own tables and queues, so this is per test."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return ""
+    if not isinstance(request, dict):
+        return ""
+    for field in ("TableName", "QueueUrl", "QueueName"):
+        if isinstance(request.get(field), str):
+            return request[field]
+    for item in request.get("TransactItems") or []:
+        for operation in item.values() if isinstance(item, dict) else []:
+            if isinstance(operation, dict) and isinstance(operation.get("TableName"), str):
+                return operation["TableName"]
+    for field in ("RequestItems", "TransactItems"):
+        items = request.get(field)
+        if isinstance(items, dict) and items:
+            return str(next(iter(items)))
+    return ""
 
 
 class QuietRequestHandler(MotoRequestHandler):
