@@ -3,6 +3,7 @@
 //! nothing goes negative, and that cash and shares are conserved.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use app::memory::MemoryLedgerStore;
 use app::{Balances, BalancesCallError, BalancesService, SystemClock};
@@ -151,56 +152,79 @@ async fn check_sequence<B: Balances>(balances: &B, steps: &[Step]) -> Result<(),
     Ok(())
 }
 
+/// How long a caller keeps repeating a call whose outcome is unknown before
+/// the test gives up: far beyond any answer time of a healthy service, even
+/// on a loaded 2-core machine (a stall this long is a bug worth failing on).
+const ANSWER_DEADLINE: Duration = Duration::from_secs(120);
+
 /// The client contract: an unknown outcome is resolved by repeating the call
-/// with the same key (a loaded emulator can be slower than the client's timeout).
+/// with the same key until an answer comes, as a real caller does. The model
+/// must then agree with that answer.
 async fn execute_until_known<B: Balances>(
     balances: &B,
     account: &AccountId,
     key: &IdempotencyKey,
     operation: &Operation,
 ) -> Result<OperationRecord, BalancesCallError> {
-    let mut result = balances.execute(account, key, operation).await;
-    for _ in 0..3 {
-        match result {
-            Err(BalancesCallError::OutcomeUnknown(_) | BalancesCallError::Unavailable(_)) => {
-                result = balances.execute(account, key, operation).await;
+    let started = Instant::now();
+    loop {
+        match balances.execute(account, key, operation).await {
+            Err(BalancesCallError::OutcomeUnknown(e) | BalancesCallError::Unavailable(e))
+                if started.elapsed() < ANSWER_DEADLINE =>
+            {
+                eprintln!(
+                    "no answer yet after {:?} ({e}); repeating with the same key",
+                    started.elapsed()
+                );
             }
-            _ => break,
+            answer => return answer,
         }
     }
-    result
 }
 
-/// An account's balances; an unknown account holds nothing. Reads that time
-/// out on a loaded machine are repeated rather than taken as empty.
+/// An account's balances; an unknown account holds nothing. A read without
+/// an answer is repeated, never taken as empty.
 async fn balances_until_known<B: Balances>(
     balances: &B,
     account: &AccountId,
 ) -> BTreeMap<Asset, Balance> {
-    for _ in 0..4 {
+    let started = Instant::now();
+    loop {
         match balances.balances(account).await {
             Ok(held) => return held,
             Err(BalancesCallError::UnknownAccount) => return BTreeMap::new(),
-            Err(_) => continue,
+            Err(e) if started.elapsed() < ANSWER_DEADLINE => {
+                eprintln!(
+                    "balances of {account} unread after {:?} ({e}); asking again",
+                    started.elapsed()
+                );
+            }
+            Err(e) => {
+                panic!("the balances of {account} could not be read in {ANSWER_DEADLINE:?}: {e}")
+            }
         }
     }
-    panic!("the balances of {account} could not be read")
 }
 
 fn run<B: Balances, F: Fn() -> B>(cases: u32, max_len: usize, make: F) {
+    if let Err(error) = check(cases, max_len, make) {
+        panic!("{error}");
+    }
+}
+
+fn check<B: Balances, F: Fn() -> B>(cases: u32, max_len: usize, make: F) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&steps(max_len), |steps| {
-        let balances = make();
-        runtime.block_on(check_sequence(&balances, &steps))
-    });
-    if let Err(error) = result {
-        panic!("{error}");
-    }
+    runner
+        .run(&steps(max_len), |steps| {
+            let balances = make();
+            runtime.block_on(check_sequence(&balances, &steps))
+        })
+        .map_err(|error| error.to_string())
 }
 
 #[test]
@@ -218,4 +242,52 @@ fn ledger_matches_its_model_over_http_on_dynamodb() {
     let server_runtime = tokio::runtime::Runtime::new().expect("runtime");
     let app = server_runtime.block_on(system_tests::spawn_balances("model"));
     run(12, 40, || app.client.clone());
+}
+
+/// A deliberately broken ledger: a repeated settlement (same key) is applied
+/// again instead of being answered from its record.
+struct SettlesTwice(BalancesService<MemoryLedgerStore, SystemClock>);
+
+impl Balances for SettlesTwice {
+    async fn execute(
+        &self,
+        account: &AccountId,
+        key: &IdempotencyKey,
+        operation: &Operation,
+    ) -> Result<OperationRecord, BalancesCallError> {
+        let seen = self.0.lookup(account, key).await?.is_some();
+        if seen && matches!(operation, Operation::Settle { .. }) {
+            let again = IdempotencyKey::parse(&format!("{key}~again")).expect("valid key");
+            let _ = Balances::execute(&self.0, account, &again, operation).await;
+        }
+        Balances::execute(&self.0, account, key, operation).await
+    }
+
+    async fn lookup(
+        &self,
+        account: &AccountId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<OperationRecord>, BalancesCallError> {
+        self.0.lookup(account, key).await
+    }
+
+    async fn balances(
+        &self,
+        account: &AccountId,
+    ) -> Result<BTreeMap<Asset, Balance>, BalancesCallError> {
+        Balances::balances(&self.0, account).await
+    }
+}
+
+/// The model has teeth: a ledger that settles a replay twice fails it.
+#[test]
+fn the_model_catches_a_ledger_that_settles_a_replay_twice() {
+    let result = check(300, 60, || {
+        SettlesTwice(BalancesService::new(
+            MemoryLedgerStore::default(),
+            SystemClock,
+        ))
+    });
+    let error = result.expect_err("a double settlement must break the model");
+    println!("caught: {}", error.lines().next().unwrap_or_default());
 }
