@@ -20,6 +20,29 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use domain::{AccountId, Catalog};
 use local_stack::{unique_prefix, Stack};
 
+/// Longest a test waits for something that a healthy system does in well
+/// under a second (the exchange filling an order, a message reaching the
+/// dead-letter queue): generous, so a loaded 2-core machine never fails a
+/// test for being slow, yet a bound, so a hang still fails.
+pub const WAIT_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `condition` until it holds; panics naming `what` after [`WAIT_BOUND`].
+/// Tests wait on conditions, never for a fixed time.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !condition().await {
+        assert!(
+            started.elapsed() < WAIT_BOUND,
+            "waited {WAIT_BOUND:?} for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A fresh account id, so tests sharing a table never meet.
 pub fn new_account(label: &str) -> AccountId {
     let suffix = uuid::Uuid::new_v4().simple().to_string();

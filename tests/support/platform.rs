@@ -30,6 +30,16 @@ use crate::faulty_proxy::FaultyProxy;
 use crate::sim_exchange::spawn_exchange_sim;
 use crate::{serve, table_snapshot};
 
+/// Budget of one Balances call in the tests: generous, because Balances
+/// waits on the shared emulator, which a loaded machine can make slow; the
+/// tests that lose an answer do it with the proxy, not with a timeout.
+pub const BALANCES_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Budget of one exchange call: the simulator runs in-process and answers in
+/// milliseconds; tests that hold an answer back hold it for
+/// [`EXCHANGE_HELD_BACK_MS`], well past this.
+pub const EXCHANGE_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+pub const EXCHANGE_HELD_BACK_MS: u64 = 6_000;
+
 /// Stand-in token: `Bearer test-token:<account>`. In AWS the HTTP API's JWT
 /// authorizer verifies a real token and hands the claims to the function the
 /// same way this does.
@@ -124,11 +134,10 @@ impl Platform {
         ))
         .await;
         let balances_proxy = FaultyProxy::spawn(balances_address).await;
-        let timeout = Duration::from_secs(2);
         let balances = HttpBalances::new(
             &format!("http://{balances_address}"),
             catalog.clone(),
-            timeout,
+            BALANCES_CALL_TIMEOUT,
         )
         .expect("client");
         let (exchange_url, exchange) = spawn_exchange_sim(rand_seed()).await;
@@ -175,11 +184,15 @@ impl Platform {
         wrap: impl FnOnce(DynamoOrderStore, HttpBalances, HttpExchange) -> (S2, B2, E2),
     ) -> Orders<S2, B2, E2, OffsetClock> {
         let catalog = Catalog::us_equities();
-        let timeout = Duration::from_secs(2);
         let store = DynamoOrderStore::new(self.dynamodb.clone(), self.trading_table.clone());
-        let balances = HttpBalances::new(&self.balances_proxy.url(), catalog.clone(), timeout)
-            .expect("client");
-        let exchange = HttpExchange::new(&self.exchange_url, catalog, timeout).expect("client");
+        let balances = HttpBalances::new(
+            &self.balances_proxy.url(),
+            catalog.clone(),
+            BALANCES_CALL_TIMEOUT,
+        )
+        .expect("client");
+        let exchange =
+            HttpExchange::new(&self.exchange_url, catalog, EXCHANGE_CALL_TIMEOUT).expect("client");
         let (store, balances, exchange) = wrap(store, balances, exchange);
         Orders::new(
             store,
@@ -250,6 +263,17 @@ impl Platform {
         max_runs
     }
 
+    /// Runs the reconciler until the order is closed: work that waits on the
+    /// exchange (an order it is still filling in real time) gets its time.
+    /// Panics after [`crate::WAIT_BOUND`].
+    pub async fn reconcile_until_closed(&self, id: &OrderId) {
+        crate::wait_until(&format!("recovery to close {id}"), || async {
+            self.reconcile_until_quiet(20).await;
+            self.order(id).await.is_closed()
+        })
+        .await;
+    }
+
     /// Every item of both tables, to show a refused request wrote nothing.
     pub async fn snapshot(&self) -> BTreeMap<String, String> {
         let mut all = table_snapshot(&self.dynamodb, &self.trading_table).await;
@@ -311,6 +335,20 @@ impl Platform {
             });
         }
         reports
+    }
+
+    /// Waits until the exchange has finished the order (it fills within
+    /// ~100 ms when healthy); returns what its webhooks carry.
+    pub async fn exchange_finished(&self, id: &OrderId) -> Vec<domain::order::ExchangeReport> {
+        crate::wait_until(&format!("the exchange to finish {id}"), || async {
+            let audit = self.exchange.state.engine().audit();
+            audit
+                .orders
+                .iter()
+                .any(|o| o.client_order_id == id.as_str() && o.status.is_terminal())
+        })
+        .await;
+        self.reports_from_audit(id)
     }
 
     /// Orders the exchange holds under this client id.

@@ -105,11 +105,11 @@ mod over_http {
 
 // ---- The HTTP client under faults -----------------------------------------
 
-/// Client budget for the fault tests: short, so a held-back answer times out
-/// fast, yet ample for a loopback call on a busy test machine.
-const SHORT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Client budget for the fault tests: the platform's test budget for the
+/// in-process simulator (a loopback call answered in milliseconds).
+const SHORT_TIMEOUT: Duration = system_tests::platform::EXCHANGE_CALL_TIMEOUT;
 /// How long the simulator holds back a "timeout" answer: well past [`SHORT_TIMEOUT`].
-const HELD_BACK_MS: u64 = 4_000;
+const HELD_BACK_MS: u64 = system_tests::platform::EXCHANGE_HELD_BACK_MS;
 
 fn faults_on(op: Operation, faults: OpFaults) -> FaultConfig {
     let mut config = FaultConfig {

@@ -98,8 +98,7 @@ async fn repeated_and_reordered_deliveries_apply_each_fill_once() {
             let start = 1_000_000;
             let account = funded_account(&platform.balances, "rep", start).await;
             let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
-            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-            let reports = platform.reports_from_audit(&id);
+            let reports = platform.exchange_finished(&id).await;
             assert!(reports.len() >= 3, "several executions and a final status");
             let mut deliveries: Vec<&ExchangeReport> =
                 (0..copies).flat_map(|_| reports.iter()).collect();
@@ -141,8 +140,7 @@ async fn a_repeat_finishes_an_interrupted_settlement() {
         let start = 1_000_000;
         let account = funded_account(&platform.balances, "crash", start).await;
         let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        let reports = platform.reports_from_audit(&id);
+        let reports = platform.exchange_finished(&id).await;
         let processor = platform.orders();
         platform.balances_proxy.set(mode);
         let first = handle_message(&processor, &message(0, &reports[0])).await;
@@ -191,8 +189,7 @@ async fn out_of_order_reports_and_fills_before_placement() {
         .place
         .as_ref()
         .is_some_and(|p| p.is_processing()));
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let mut reports = platform.reports_from_audit(&id);
+    let mut reports = platform.exchange_finished(&id).await;
     reports.rotate_right(1); // the final status first
     let processor = platform.orders();
     for (n, report) in reports.iter().enumerate() {
@@ -269,8 +266,7 @@ async fn poison_messages_fail_alone() {
     let start = 1_000_000;
     let account = funded_account(&platform.balances, "poison", start).await;
     let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let reports = platform.reports_from_audit(&id);
+    let reports = platform.exchange_finished(&id).await;
     let unknown = ExchangeReport::Final {
         client_order_id: system_tests::orders::new_order_id(),
         exchange_order_id: "X".into(),
@@ -345,8 +341,7 @@ async fn poison_on_the_real_queue_reaches_the_dead_letter_queue() {
     let start = 1_000_000;
     let account = funded_account(&platform.balances, "sqs", start).await;
     let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    for report in platform.reports_from_audit(&id) {
+    for report in platform.exchange_finished(&id).await {
         fill_queue.send(&report).await.expect("sent");
     }
     let poison = ExchangeReport::Final {
@@ -363,7 +358,9 @@ async fn poison_on_the_real_queue_reaches_the_dead_letter_queue() {
         local::sqs_poller::EventSourceMapping::new(sqs.clone(), &queue.url, &queue.arn, 10, 1);
     let processor = platform.orders();
     let mut in_dead_letters = 0;
-    for _ in 0..40 {
+    let started = std::time::Instant::now();
+    // Each poll waits on the queue; the poison needs maxReceiveCount receives.
+    while started.elapsed() < system_tests::WAIT_BOUND {
         mapping
             .poll_once(|event| handle_batch(&processor, event))
             .await
@@ -385,7 +382,6 @@ async fn poison_on_the_real_queue_reaches_the_dead_letter_queue() {
         if in_dead_letters > 0 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     assert_eq!(
         in_dead_letters, 1,

@@ -181,7 +181,7 @@ async fn exchange_rejection_releases_the_reservation_once() {
     let exchange = aws_adapters::exchange_http::HttpExchange::new(
         &platform.exchange_url,
         Catalog::us_equities(),
-        std::time::Duration::from_secs(2),
+        system_tests::platform::EXCHANGE_CALL_TIMEOUT,
     )
     .expect("client");
     exchange.cancel(&id).await.expect("tombstone the id");
@@ -274,7 +274,7 @@ async fn placement_that_took_effect_is_found_by_lookup() {
         let platform = Platform::spawn("place-lost").await;
         let account = funded_account(&platform.balances, "fay", 1_000_000).await;
         let mut config = exchange_faults(SimOperation::Place, faults.clone());
-        config.timeout_delay_ms = 3_000; // past the client's 2 s
+        config.timeout_delay_ms = system_tests::platform::EXCHANGE_HELD_BACK_MS;
         platform.set_exchange_faults(config);
         let first = platform
             .post_order(&account, "k", &limit_buy(2, "100.00"))

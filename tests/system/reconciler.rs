@@ -100,7 +100,7 @@ async fn lost_placement_answer_is_found_and_finished() {
     );
     let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
     platform.heal_exchange();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await; // the exchange fills within ~100 ms
+    platform.exchange_finished(&id).await;
     let runs = platform.reconcile_until_quiet(10).await;
     let order = assert_finished(&platform, &account, &id).await;
     assert_eq!(order.status(), OrderStatus::Filled);
@@ -159,7 +159,7 @@ async fn placement_arriving_after_the_lookup_is_never_lost_nor_doubled() {
     let exchange = aws_adapters::exchange_http::HttpExchange::new(
         &platform.exchange_url,
         Catalog::us_equities(),
-        std::time::Duration::from_secs(2),
+        system_tests::platform::EXCHANGE_CALL_TIMEOUT,
     )
     .expect("client");
     let resend = |order: Order| PlaceRequest {
@@ -178,7 +178,7 @@ async fn placement_arriving_after_the_lookup_is_never_lost_nor_doubled() {
         .await
         .expect("answered");
     assert!(matches!(landed, PlaceOutcome::Accepted(_)));
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    platform.exchange_finished(&early).await;
     platform.reconcile_until_quiet(20).await;
     assert_eq!(
         assert_finished(&platform, &account, &early).await.status(),
@@ -214,7 +214,9 @@ async fn pulls_and_webhook_fills_together_apply_each_fill_once() {
         async move { place(platform, account, &format!("k{i}"), &limit_buy(8, "500.00")).await }
     }))
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for id in &ids {
+        platform.exchange_finished(id).await;
+    }
     // What the webhooks would carry, delivered twice, while two reconciler runs go.
     let audit = platform.exchange.state.engine().audit();
     let mut reports = Vec::new();
@@ -284,7 +286,9 @@ async fn overlapping_runs_finish_each_order_once() {
             );
         }
         platform.heal_exchange();
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        for id in &ids {
+            platform.exchange_finished(id).await;
+        }
         let mut settings = platform.reconciler_settings();
         settings.retry.lease_ms = lease_ms;
         for _ in 0..6 {
@@ -348,10 +352,7 @@ async fn unfinishable_orders_are_flagged_not_dropped() {
     platform
         .balances_proxy
         .set(system_tests::faulty_proxy::Mode::Pass);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    platform.reconcile_until_quiet(20).await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    platform.reconcile_until_quiet(20).await;
+    platform.reconcile_until_closed(&id).await;
     assert_finished(&platform, &account, &id).await;
 }
 
@@ -395,6 +396,7 @@ async fn a_crash_anywhere_in_a_run_is_finished_by_the_next_runs() {
             ..OpFaults::default()
         },
         1_001,
+        true,
     );
     let never_arrived = (
         OpFaults {
@@ -402,8 +404,9 @@ async fn a_crash_anywhere_in_a_run_is_finished_by_the_next_runs() {
             ..OpFaults::default()
         },
         10_001,
+        false,
     );
-    for (faults, advance_ms) in [found, never_arrived] {
+    for (faults, advance_ms, reaches_exchange) in [found, never_arrived] {
         for after_effect in [false, true] {
             for n in 1..=80 {
                 fail_placements(&platform, faults.clone());
@@ -415,7 +418,9 @@ async fn a_crash_anywhere_in_a_run_is_finished_by_the_next_runs() {
                 )
                 .await;
                 platform.heal_exchange();
-                tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+                if reaches_exchange {
+                    platform.exchange_finished(&id).await;
+                }
                 platform.clock.advance_ms(advance_ms);
 
                 let plan = CrashPlan::at(n, after_effect);
@@ -438,9 +443,7 @@ async fn a_crash_anywhere_in_a_run_is_finished_by_the_next_runs() {
                 reconciler::run_once(&crashing, &platform.reconciler_settings(), 30_000).await;
                 runs += 1;
                 points.record(&plan);
-                platform.reconcile_until_quiet(20).await;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                platform.reconcile_until_quiet(20).await;
+                platform.reconcile_until_closed(&id).await;
                 assert_finished(&platform, &account, &id).await;
                 if plan.crashed_at().is_none() {
                     break;
