@@ -13,6 +13,8 @@
 //! - `LOCAL_STACK_PORT` (default 4566): port of the emulator on 127.0.0.1.
 //! - `LOCAL_STACK_ENDPOINT`: use this emulator as it is (start nothing); e.g.
 //!   a stock `moto_server` to compare against.
+//! - `LOCAL_STACK_ROOT`: the checkout to use (default: found from the current
+//!   directory, see [`workspace_root`]).
 //! - `LOCAL_STACK_TEMPLATE` (default `<workspace>/template.yaml`): where the
 //!   table and queue definitions come from.
 //! - `LOCAL_STACK_PYTHON` (default `python3`): interpreter that creates the venv.
@@ -82,15 +84,39 @@ impl StackError {
     }
 }
 
-/// Root of the Cargo workspace (where `template.yaml` and `.local/` live).
+/// Root of the checkout this command runs in (where `template.yaml`, `infra/`
+/// and `.local/` live), found at run time, never fixed at compile time: a
+/// copied or moved checkout uses its own files and its own `.local/`.
+///
+/// In order: `$LOCAL_STACK_ROOT`; the nearest directory at or above the
+/// current one that holds the project's marker files (tests run in their
+/// crate's directory, `cargo run` wherever it is typed); the same search
+/// from the running executable (`<root>/target/<profile>/...`); else the
+/// current directory.
 pub fn workspace_root() -> PathBuf {
-    // This crate lives at <root>/infra/local-stack.
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .and_then(|p| p.parent())
+    if let Some(root) = std::env::var_os("LOCAL_STACK_ROOT") {
+        return PathBuf::from(root);
+    }
+    let current = std::env::current_dir().ok();
+    let from_cwd = current.as_deref().and_then(project_root_above);
+    let from_exe = || {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| project_root_above(&exe))
+    };
+    from_cwd
+        .or_else(from_exe)
+        .or(current)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The nearest ancestor of `start` (itself included) that is this project's root.
+fn project_root_above(start: &std::path::Path) -> Option<PathBuf> {
+    const MARKERS: [&str; 2] = ["template.yaml", "infra/moto/server.py"];
+    start
+        .ancestors()
+        .find(|dir| MARKERS.iter().all(|marker| dir.join(marker).is_file()))
         .map(PathBuf::from)
-        .unwrap_or(manifest)
 }
 
 /// The template the resources come from: `$LOCAL_STACK_TEMPLATE` if set,
@@ -291,6 +317,20 @@ impl aws_types::service_config::LoadServiceConfig for ServiceEndpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_is_found_from_any_directory_inside_the_checkout() {
+        let root = std::env::temp_dir().join(format!("root-{}", uuid::Uuid::new_v4().simple()));
+        let nested = root.join("tests/support");
+        std::fs::create_dir_all(root.join("infra/moto")).expect("dirs");
+        std::fs::create_dir_all(&nested).expect("dirs");
+        assert_eq!(project_root_above(&nested), None, "no markers yet");
+        std::fs::write(root.join("template.yaml"), "").expect("write");
+        std::fs::write(root.join("infra/moto/server.py"), "").expect("write");
+        assert_eq!(project_root_above(&nested), Some(root.clone()));
+        assert_eq!(project_root_above(&root), Some(root.clone()));
+        std::fs::remove_dir_all(&root).expect("clean up");
+    }
 
     #[test]
     fn env_keys_follow_the_template_names() {
