@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::engine::{Engine, EngineConfig};
 use crate::faults::{FaultConfig, FaultInjector};
-use crate::http::{router, AppState};
-use crate::time::Clock;
+use crate::http::{router, AppState, ResponseLatency};
+use crate::time::{Clock, OffsetClock};
 use crate::webhooks::{self, WebhookConfig};
 
 /// How often the background ticker advances the engine (fills fall due and
@@ -26,6 +26,12 @@ pub struct Settings {
     pub faults: FaultConfig,
     pub webhook: Option<WebhookConfig>,
     pub tick_ms: u64,
+    /// The venue's clock = the given clock + this (negative: behind). Used
+    /// for deadlines, trade dates, timestamps, `Date` headers, `/v1/time`
+    /// and webhook signature timestamps.
+    pub clock_offset_ms: i64,
+    /// How long each `/v1/*` request takes at the venue.
+    pub latency: ResponseLatency,
 }
 
 impl Settings {
@@ -35,6 +41,8 @@ impl Settings {
             faults: FaultConfig::healthy(),
             webhook: None,
             tick_ms: DEFAULT_TICK_MS,
+            clock_offset_ms: 0,
+            latency: ResponseLatency::default(),
         }
     }
 }
@@ -69,11 +77,14 @@ impl Drop for Running {
 }
 
 /// Builds everything and serves on `listener` (needs a Tokio runtime).
+/// `clock` is the platform's clock; the venue runs `clock_offset_ms` off it.
 pub async fn start(
     settings: Settings,
     listener: TcpListener,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
+    settings.latency.validate().map_err(anyhow::Error::msg)?;
+    let clock: Arc<dyn Clock> = Arc::new(OffsetClock::new(clock, settings.clock_offset_ms));
     let engine = Engine::new(settings.engine.clone())?;
     let faults = Arc::new(Mutex::new(FaultInjector::new(
         settings.faults.clone(),
@@ -84,7 +95,7 @@ pub async fn start(
         Some(cfg) => Some(webhooks::spawn(cfg, faults.clone(), clock.clone())?),
         None => None,
     };
-    let state = AppState::new(engine, faults, clock, webhooks);
+    let state = AppState::with_latency(engine, faults, clock, webhooks, settings.latency);
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
 

@@ -28,18 +28,25 @@ pub enum Operation {
     GetOrder,
     GetOrderByClientId,
     ListExecutions,
+    /// Cancel by client order id or by the venue's order id.
     Cancel,
     Quote,
+    /// `GET /v1/orders?trade_date=`: the day's orders.
+    ListOrders,
+    /// `GET /v1/executions?trade_date=`: the day's executions.
+    ListDayExecutions,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 8] = [
         Operation::Place,
         Operation::GetOrder,
         Operation::GetOrderByClientId,
         Operation::ListExecutions,
         Operation::Cancel,
         Operation::Quote,
+        Operation::ListOrders,
+        Operation::ListDayExecutions,
     ];
 }
 

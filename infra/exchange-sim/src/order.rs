@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::TradeDate;
 use crate::money::{MoneyError, Price, Quantity};
 use crate::quotes::QuoteBook;
 
@@ -59,6 +60,28 @@ impl OrderStatus {
     }
 }
 
+/// How long an order may rest. DAY ends at the first session close after
+/// acceptance, GTC rests across closes (up to `gtc_max_days`), IOC fills at
+/// once what is marketable at acceptance and cancels the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeInForce {
+    #[default]
+    Day,
+    Gtc,
+    Ioc,
+}
+
+impl TimeInForce {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeInForce::Day => "day",
+            TimeInForce::Gtc => "gtc",
+            TimeInForce::Ioc => "ioc",
+        }
+    }
+}
+
 /// A validated place request. Fields are public so a simulation can build one
 /// directly; `Quantity` and `Price` can only hold valid values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,8 +96,14 @@ pub struct PlaceOrder {
     /// Required for limit orders, absent for market orders.
     pub limit_price: Option<Price>,
     /// The request's deadline (Unix ms): arriving later, it is rejected.
-    #[serde(serialize_with = "crate::time::ser_rfc3339")]
-    pub expire_at: u64,
+    /// Required by venues that enforce one, refused by venues that do not
+    /// (see [`crate::venue::VenueProfile`]).
+    #[serde(
+        serialize_with = "crate::time::ser_rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expire_at: Option<u64>,
+    pub time_in_force: TimeInForce,
 }
 
 /// The JSON body of `POST /v1/orders`, before validation. Everything is
@@ -92,6 +121,8 @@ pub struct PlaceOrderBody {
     pub limit_price: Option<serde_json::Value>,
     /// RFC 3339 UTC string or Unix milliseconds.
     pub expire_at: Option<serde_json::Value>,
+    /// `"day"` (default), `"gtc"` or `"ioc"`.
+    pub time_in_force: Option<String>,
 }
 
 /// Why a place request is malformed: the field and what is wrong with it.
@@ -175,20 +206,37 @@ impl TryFrom<PlaceOrderBody> for PlaceOrder {
                 return Err(invalid("limit_price", "must be absent for a market order"))
             }
         };
-        let expire_at = match required("expire_at", b.expire_at)? {
-            serde_json::Value::String(s) => crate::time::parse_rfc3339_ms(&s).ok_or_else(|| {
-                invalid(
-                    "expire_at",
-                    "must be an RFC 3339 UTC time such as \"2024-03-01T12:00:05Z\"",
-                )
-            })?,
-            serde_json::Value::Number(n) => n
-                .as_u64()
-                .ok_or_else(|| invalid("expire_at", "must be whole Unix milliseconds"))?,
-            _ => {
+        // Whether the venue wants a deadline is the engine's call (it knows
+        // the venue profile); here only its form is checked.
+        let expire_at = match b.expire_at {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => {
+                Some(crate::time::parse_rfc3339_ms(&s).ok_or_else(|| {
+                    invalid(
+                        "expire_at",
+                        "must be an RFC 3339 UTC time such as \"2024-03-01T12:00:05Z\"",
+                    )
+                })?)
+            }
+            Some(serde_json::Value::Number(n)) => Some(
+                n.as_u64()
+                    .ok_or_else(|| invalid("expire_at", "must be whole Unix milliseconds"))?,
+            ),
+            Some(_) => {
                 return Err(invalid(
                     "expire_at",
                     "must be an RFC 3339 string or Unix milliseconds",
+                ))
+            }
+        };
+        let time_in_force = match b.time_in_force.as_deref() {
+            None | Some("day") => TimeInForce::Day,
+            Some("gtc") => TimeInForce::Gtc,
+            Some("ioc") => TimeInForce::Ioc,
+            Some(_) => {
+                return Err(invalid(
+                    "time_in_force",
+                    "must be \"day\", \"gtc\" or \"ioc\"",
                 ))
             }
         };
@@ -201,6 +249,7 @@ impl TryFrom<PlaceOrderBody> for PlaceOrder {
             quantity,
             limit_price,
             expire_at,
+            time_in_force,
         })
     }
 }
@@ -217,6 +266,9 @@ pub struct Execution {
     pub leaves_quantity: Quantity,
     #[serde(serialize_with = "crate::time::ser_rfc3339")]
     pub occurred_at: u64,
+    /// The session this execution belongs to (a GTC order's executions can
+    /// fall on later trade dates than the order).
+    pub trade_date: TradeDate,
 }
 
 /// An order as the exchange reports it.
@@ -234,8 +286,21 @@ pub struct Order {
     pub order_type: OrderType,
     pub quantity: Quantity,
     pub limit_price: Option<Price>,
+    /// The place request's deadline; absent at venues without one.
+    #[serde(
+        serialize_with = "crate::time::ser_rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expire_at: Option<u64>,
+    pub time_in_force: TimeInForce,
+    /// The session the order was accepted into (date of the first close
+    /// after acceptance).
+    pub trade_date: TradeDate,
+    /// When the venue expires the order if it is still open: the close for
+    /// DAY, the GTC limit for GTC, acceptance itself for IOC (or earlier, with
+    /// `order_lifetime_ms`).
     #[serde(serialize_with = "crate::time::ser_rfc3339")]
-    pub expire_at: u64,
+    pub good_until: u64,
     pub status: OrderStatus,
     pub cum_quantity: Quantity,
     pub leaves_quantity: Quantity,
@@ -248,7 +313,67 @@ pub struct Order {
     pub executions: Vec<Execution>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// An order without its executions: the rows of the day's order list, small
+/// whatever the order's fill count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderSummary {
+    pub order_id: String,
+    pub client_order_id: String,
+    pub account: String,
+    pub symbol: String,
+    pub side: Side,
+    #[serde(rename = "type")]
+    pub order_type: OrderType,
+    pub quantity: Quantity,
+    pub limit_price: Option<Price>,
+    #[serde(
+        serialize_with = "crate::time::ser_rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expire_at: Option<u64>,
+    pub time_in_force: TimeInForce,
+    pub trade_date: TradeDate,
+    #[serde(serialize_with = "crate::time::ser_rfc3339")]
+    pub good_until: u64,
+    pub status: OrderStatus,
+    pub cum_quantity: Quantity,
+    pub leaves_quantity: Quantity,
+    pub average_price: Option<String>,
+    #[serde(serialize_with = "crate::time::ser_rfc3339")]
+    pub created_at: u64,
+    #[serde(serialize_with = "crate::time::ser_rfc3339")]
+    pub updated_at: u64,
+    /// How many executions `GET /v1/orders/{order_id}/executions` lists.
+    pub execution_count: usize,
+}
+
+impl From<&Order> for OrderSummary {
+    fn from(o: &Order) -> OrderSummary {
+        OrderSummary {
+            order_id: o.order_id.clone(),
+            client_order_id: o.client_order_id.clone(),
+            account: o.account.clone(),
+            symbol: o.symbol.clone(),
+            side: o.side,
+            order_type: o.order_type,
+            quantity: o.quantity,
+            limit_price: o.limit_price,
+            expire_at: o.expire_at,
+            time_in_force: o.time_in_force,
+            trade_date: o.trade_date,
+            good_until: o.good_until,
+            status: o.status,
+            cum_quantity: o.cum_quantity,
+            leaves_quantity: o.leaves_quantity,
+            average_price: o.average_price.clone(),
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            execution_count: o.executions.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     Execution,
@@ -256,8 +381,10 @@ pub enum EventType {
 }
 
 /// What the exchange reports asynchronously (one webhook each): an execution,
-/// or an order reaching a terminal status. Serialises to the webhook payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// or an order reaching a terminal status. Serialises to the webhook payload
+/// (and parses back from it, for receivers' tests and `POST /admin/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExchangeEvent {
     #[serde(rename = "type")]
     pub event_type: EventType,
@@ -268,16 +395,19 @@ pub struct ExchangeEvent {
     pub account: String,
     pub symbol: String,
     pub side: Side,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<Quantity>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<Price>,
     pub cum_quantity: Quantity,
     pub leaves_quantity: Quantity,
     pub status: OrderStatus,
-    #[serde(serialize_with = "crate::time::ser_rfc3339")]
+    #[serde(
+        serialize_with = "crate::time::ser_rfc3339",
+        deserialize_with = "crate::time::de_rfc3339_or_ms"
+    )]
     pub occurred_at: u64,
 }
 
@@ -302,7 +432,42 @@ mod tests {
         let o = body(good()).expect("valid");
         assert_eq!(o.quantity.shares(), 100);
         assert_eq!(o.limit_price.map(Price::cents), Some(18_725));
-        assert_eq!(o.expire_at, 1_709_294_405_000);
+        assert_eq!(o.expire_at, Some(1_709_294_405_000));
+        assert_eq!(o.time_in_force, TimeInForce::Day);
+    }
+
+    #[test]
+    fn time_in_force_and_deadline_are_optional_but_checked() {
+        let mut v = good();
+        v.as_object_mut().map(|m| m.remove("expire_at"));
+        v["time_in_force"] = json!("ioc");
+        let o = body(v.clone()).expect("valid");
+        assert_eq!((o.expire_at, o.time_in_force), (None, TimeInForce::Ioc));
+        v["time_in_force"] = json!("fok");
+        assert_eq!(body(v).expect_err("fok").field, "time_in_force");
+    }
+
+    #[test]
+    fn an_event_parses_back_from_its_webhook_payload() {
+        let event = ExchangeEvent {
+            event_type: EventType::Execution,
+            event_id: "evt_x".into(),
+            client_order_id: "c-1".into(),
+            order_id: "o-1".into(),
+            account: "acc-1".into(),
+            symbol: "AAPL".into(),
+            side: Side::Buy,
+            exec_id: Some("x".into()),
+            quantity: Quantity::new(5).ok(),
+            price: Price::from_cents(18_725),
+            cum_quantity: Quantity::from_shares(5),
+            leaves_quantity: Quantity::ZERO,
+            status: OrderStatus::Filled,
+            occurred_at: 1_709_294_400_250,
+        };
+        let text = serde_json::to_string(&event).expect("json");
+        let back: ExchangeEvent = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, event);
     }
 
     #[test]

@@ -44,7 +44,32 @@ impl Clock for ManualClock {
     }
 }
 
-const MS_PER_DAY: u64 = 86_400_000;
+/// The venue's clock: another clock moved by a fixed signed offset, so a
+/// venue can run ahead of or behind the platform. Saturates at 0 and
+/// `u64::MAX` rather than wrapping.
+pub struct OffsetClock {
+    inner: std::sync::Arc<dyn Clock>,
+    offset_ms: i64,
+}
+
+impl OffsetClock {
+    pub fn new(inner: std::sync::Arc<dyn Clock>, offset_ms: i64) -> OffsetClock {
+        OffsetClock { inner, offset_ms }
+    }
+
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> u64 {
+        self.inner.now_ms().saturating_add_signed(self.offset_ms)
+    }
+}
+
+/// Milliseconds in a UTC day (no leap seconds, as in Unix time).
+pub const MS_PER_DAY: u64 = 86_400_000;
 
 /// `2024-03-01T12:00:00.250Z` for a Unix time in milliseconds.
 pub fn format_rfc3339_ms(unix_ms: u64) -> String {
@@ -114,7 +139,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     Some(days * MS_PER_DAY + ((h * 60 + mi) * 60 + sec) * 1000 + ms)
 }
 
-fn days_in_month(y: u64, m: u64) -> u64 {
+pub(crate) fn days_in_month(y: u64, m: u64) -> u64 {
     match m {
         2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
@@ -124,7 +149,7 @@ fn days_in_month(y: u64, m: u64) -> u64 {
 }
 
 // Howard Hinnant's `days_from_civil` / `civil_from_days`, proleptic Gregorian.
-fn days_from_civil(y: i64, m: u64, d: u64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: u64, d: u64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
     let yoe = y - era * 400;
@@ -134,7 +159,7 @@ fn days_from_civil(y: i64, m: u64, d: u64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, u64, u64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u64, u64) {
     let z = z + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let doe = z - era * 146_097;
@@ -150,6 +175,69 @@ fn civil_from_days(z: i64) -> (i64, u64, u64) {
 /// `#[serde(serialize_with = "...")]` helper: Unix ms as an RFC 3339 string.
 pub fn ser_rfc3339<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_rfc3339_ms(*ms))
+}
+
+/// The same for an optional time (pair with `skip_serializing_if`).
+pub fn ser_rfc3339_opt<S: Serializer>(ms: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&format_rfc3339_ms(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// An HTTP `Date` (RFC 7231 IMF-fixdate), e.g. `Fri, 01 Mar 2024 12:00:00 GMT`.
+/// Whole seconds: the milliseconds are dropped, as the format has none.
+pub fn format_http_date(unix_ms: u64) -> String {
+    let days = unix_ms / MS_PER_DAY;
+    let secs = (unix_ms % MS_PER_DAY) / 1000;
+    let (y, m, d) = civil_from_days(days as i64);
+    // 1970-01-01 was a Thursday; WEEKDAYS starts there.
+    let weekday = WEEKDAYS[(days % 7) as usize];
+    let month = MONTHS[(m - 1) as usize];
+    format!(
+        "{weekday}, {d:02} {month} {y:04} {:02}:{:02}:{:02} GMT",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Parses an IMF-fixdate (`Fri, 01 Mar 2024 12:00:00 GMT`) into Unix ms.
+/// The obsolete RFC 850 and asctime forms are not accepted.
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    let (weekday, rest) = s.split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, hms, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
+    let iso = format!("{year}-{month:02}-{day}T{hms}Z");
+    if day.len() != 2 {
+        return None;
+    }
+    let ms = parse_rfc3339_ms(&iso)?;
+    (format_http_date(ms).split(',').next() == Some(weekday)).then_some(ms)
+}
+
+/// `#[serde(deserialize_with = "...")]` helper: an RFC 3339 string or Unix ms.
+pub fn de_rfc3339_or_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::Deserialize;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => {
+            parse_rfc3339_ms(&s).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 UTC time"))
+        }
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| serde::de::Error::custom("not whole Unix milliseconds")),
+        _ => Err(serde::de::Error::custom(
+            "expected an RFC 3339 string or Unix milliseconds",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +262,35 @@ mod tests {
             parse_rfc3339_ms("2024-02-29T00:00:00.5Z"),
             Some(1_709_164_800_500)
         );
+    }
+
+    #[test]
+    fn http_dates_format_and_parse_back() {
+        assert_eq!(
+            format_http_date(1_709_294_400_250),
+            "Fri, 01 Mar 2024 12:00:00 GMT"
+        );
+        assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            parse_http_date("Fri, 01 Mar 2024 12:00:00 GMT"),
+            Some(1_709_294_400_000)
+        );
+        for bad in [
+            "Sat, 01 Mar 2024 12:00:00 GMT",
+            "Fri, 1 Mar 2024 12:00:00 GMT",
+            "Fri, 01 Mar 2024 12:00:00 UTC",
+            "Friday, 01-Mar-24 12:00:00 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_offset_clock_runs_ahead_or_behind_and_saturates() {
+        let inner = std::sync::Arc::new(ManualClock::new(10_000));
+        assert_eq!(OffsetClock::new(inner.clone(), 5_000).now_ms(), 15_000);
+        assert_eq!(OffsetClock::new(inner.clone(), -4_000).now_ms(), 6_000);
+        assert_eq!(OffsetClock::new(inner, -20_000).now_ms(), 0);
     }
 
     #[test]

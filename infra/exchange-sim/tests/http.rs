@@ -948,3 +948,496 @@ async fn an_outage_holds_webhooks_until_healed() {
     );
     assert!(server.state.faults().counters().webhooks.outage_deferred >= 1);
 }
+
+// ---- venue profiles, time in force, day lists, clocks, latency, events ----
+
+use exchange_sim::http::ResponseLatency;
+use exchange_sim::time::parse_http_date;
+use exchange_sim::venue::VenueProfile;
+
+fn venue_engine(venue: VenueProfile, seed: u64) -> EngineConfig {
+    EngineConfig {
+        venue,
+        ..fast_engine(seed)
+    }
+}
+
+fn without_deadline(mut v: Value) -> Value {
+    v.as_object_mut().map(|m| m.remove("expire_at"));
+    v
+}
+
+fn problem_type(v: &Value) -> &str {
+    v["type"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("urn:exchange-sim:problem:"))
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_plain_venue_refuses_a_deadline_and_cancels_only_by_order_id() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, _) = oneshot_app(
+        venue_engine(VenueProfile::Plain, 1),
+        FaultConfig::healthy(),
+        clock,
+    );
+    let with_deadline = order_json("c-1", "100", T0 + 5_000).to_string();
+    let (status, problem, headers) =
+        call(&app, Method::POST, "/v1/orders", Some(with_deadline)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(problem_type(&problem), "unsupported_field");
+    let body = without_deadline(order_json("c-1", "100", 0)).to_string();
+    let (status, placed, _) = call(&app, Method::POST, "/v1/orders", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(placed.get("expire_at").is_none(), "{placed}");
+    let id = placed["order_id"].as_str().expect("id").to_string();
+
+    for client_id in ["c-1", "never-seen"] {
+        let uri = format!("/v1/orders:by-client-id/{client_id}");
+        let (status, problem, headers) = call(&app, Method::DELETE, &uri, None).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(problem_type(&problem), "cancel_by_order_id_only");
+        assert_eq!(headers["allow"], "GET");
+    }
+    let (status, found, _) = call(&app, Method::GET, "/v1/orders:by-client-id/c-1", None).await;
+    assert_eq!(
+        (status, found["order_id"].as_str()),
+        (StatusCode::OK, Some(id.as_str()))
+    );
+
+    let uri = format!("/v1/orders/{id}");
+    let (status, v, _) = call(&app, Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            v["outcome"].as_str(),
+            v["client_order_id"].as_str(),
+            v["order"]["status"].as_str()
+        ),
+        (Some("cancelled"), Some("c-1"), Some("cancelled"))
+    );
+    let (_, v, _) = call(&app, Method::DELETE, &uri, None).await;
+    assert_eq!(v["outcome"], "already_terminal");
+    let (status, problem, _) = call(&app, Method::DELETE, "/v1/orders/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(problem_type(&problem), "unknown_order");
+    assert_eq!(count(&audit(&app).await, "tombstones"), 0);
+}
+
+#[tokio::test]
+async fn a_deadline_venue_answers_404_for_an_unknown_cancel_and_stores_nothing() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, _) = oneshot_app(
+        venue_engine(VenueProfile::Deadline, 2),
+        FaultConfig::healthy(),
+        clock,
+    );
+    let (status, problem, headers) = call(
+        &app,
+        Method::DELETE,
+        "/v1/orders:by-client-id/c-ghost",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(problem_type(&problem), "unknown_order");
+    let body = order_json("c-ghost", "100", T0 + 5_000).to_string();
+    let (status, _, _) = call(&app, Method::POST, "/v1/orders", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "no tombstone was left");
+    let (status, v, _) = call(
+        &app,
+        Method::DELETE,
+        "/v1/orders:by-client-id/c-ghost",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, v["outcome"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (status, problem, _) = call(
+        &app,
+        Method::POST,
+        "/v1/orders",
+        Some(without_deadline(order_json("c-2", "1", 0)).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem_type(&problem), "validation");
+    let a = audit(&app).await;
+    assert_eq!(
+        (count(&a, "tombstones"), a["venue"].as_str()),
+        (0, Some("deadline"))
+    );
+}
+
+#[tokio::test]
+async fn the_venue_route_names_the_profile_and_its_guarantees() {
+    for (venue, want) in [
+        (VenueProfile::Tombstone, (true, true, true)),
+        (VenueProfile::Deadline, (true, false, true)),
+        (VenueProfile::Plain, (false, false, false)),
+    ] {
+        let clock = Arc::new(ManualClock::new(T0));
+        let (app, _) = oneshot_app(venue_engine(venue, 3), FaultConfig::healthy(), clock);
+        let (status, v, _) = call(&app, Method::GET, "/v1/venue", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["profile"], venue.as_str());
+        let got = (
+            v["request_deadline"].as_bool(),
+            v["tombstones"].as_bool(),
+            v["cancel_by_client_id"].as_bool(),
+        );
+        assert_eq!(got, (Some(want.0), Some(want.1), Some(want.2)), "{v}");
+        assert_eq!(v["cancel_by_order_id"], true);
+        assert_eq!(v["time_in_force"], json!(["day", "gtc", "ioc"]));
+        assert_eq!(v["session_close_utc_ms"], 72_000_000);
+    }
+}
+
+#[tokio::test]
+async fn orders_carry_their_time_in_force_and_trade_date() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, _) = oneshot_app(fast_engine(4), FaultConfig::healthy(), clock);
+    let mut gtc = order_json("c-gtc", "10", T0 + 5_000);
+    gtc["time_in_force"] = json!("gtc");
+    let (status, o, _) = call(&app, Method::POST, "/v1/orders", Some(gtc.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        (o["time_in_force"].as_str(), o["trade_date"].as_str()),
+        (Some("gtc"), Some("2024-03-01"))
+    );
+    assert_eq!(
+        o["good_until"], "2024-05-30T20:00:00.000Z",
+        "90 days after the close"
+    );
+    let (_, o, _) = call(
+        &app,
+        Method::POST,
+        "/v1/orders",
+        Some(order_json("c-day", "10", T0 + 5_000).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (o["time_in_force"].as_str(), o["good_until"].as_str()),
+        (Some("day"), Some("2024-03-01T20:00:00.000Z"))
+    );
+    let mut ioc = order_json("c-ioc", "10", T0 + 5_000);
+    ioc["time_in_force"] = json!("ioc");
+    let (status, o, _) = call(&app, Method::POST, "/v1/orders", Some(ioc.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(o["status"], "filled", "a market IOC fills on arrival");
+    let mut fok = order_json("c-fok", "10", T0 + 5_000);
+    fok["time_in_force"] = json!("fok");
+    let (status, problem, _) = call(&app, Method::POST, "/v1/orders", Some(fok.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("time_in_force"));
+}
+
+#[tokio::test]
+async fn the_days_orders_and_executions_are_listed_in_pages() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = EngineConfig {
+        min_chunks: 2,
+        max_chunks: 2,
+        ..fast_engine(5)
+    };
+    let (app, _) = oneshot_app(engine, FaultConfig::healthy(), clock.clone());
+    for k in 0..5 {
+        let body = order_json(&format!("c-{k}"), "10", T0 + 5_000).to_string();
+        call(&app, Method::POST, "/v1/orders", Some(body)).await;
+    }
+    clock.advance(1_000); // past every fill of a fast engine
+    let mut orders = Vec::new();
+    let mut uri = "/v1/orders?trade_date=2024-03-01&limit=2".to_string();
+    for _ in 0..5 {
+        let (status, page, _) = call(&app, Method::GET, &uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        orders.extend(page["orders"].as_array().cloned().unwrap_or_default());
+        match page["next_page_token"].as_str() {
+            Some(t) => uri = format!("/v1/orders?trade_date=2024-03-01&limit=2&page_token={t}"),
+            None => break,
+        }
+    }
+    let ids: Vec<_> = orders
+        .iter()
+        .filter_map(|o| o["client_order_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["c-0", "c-1", "c-2", "c-3", "c-4"]);
+    for o in &orders {
+        assert!(
+            o.get("executions").is_none(),
+            "no executions in the list: {o}"
+        );
+        assert_eq!(
+            (
+                o["status"].as_str(),
+                o["cum_quantity"].as_str(),
+                o["execution_count"].as_u64()
+            ),
+            (Some("filled"), Some("10"), Some(2))
+        );
+        assert_eq!(
+            (o["trade_date"].as_str(), o["time_in_force"].as_str()),
+            (Some("2024-03-01"), Some("day"))
+        );
+    }
+    let (status, page, _) = call(
+        &app,
+        Method::GET,
+        "/v1/executions?trade_date=2024-03-01&limit=500",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let execs = page["executions"].as_array().cloned().unwrap_or_default();
+    assert_eq!((execs.len(), page["next_page_token"].is_null()), (10, true));
+    assert!(execs.iter().all(|x| x["trade_date"] == "2024-03-01"));
+    let (_, other_day, _) = call(&app, Method::GET, "/v1/orders?trade_date=2024-03-02", None).await;
+    assert_eq!(other_day["orders"], json!([]));
+    for bad in [
+        "/v1/orders?limit=2",
+        "/v1/orders?trade_date=2024-02-30",
+        "/v1/orders?trade_date=2024-03-01&page_token=x",
+        "/v1/executions?trade_date=yesterday",
+        "/v1/executions?trade_date=2024-03-01&colour=red",
+    ] {
+        let (status, problem, headers) = call(&app, Method::GET, bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {problem}");
+        assert_eq!(headers["content-type"], "application/problem+json", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn every_response_carries_the_venue_time_and_v1_time_tells_it() {
+    let clock = Arc::new(ManualClock::new(T0 + 250));
+    let (app, _) = oneshot_app(fast_engine(6), FaultConfig::healthy(), clock.clone());
+    let (status, t, headers) = call(&app, Method::GET, "/v1/time", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        t,
+        json!({"now_ms": T0 + 250, "now": "2024-03-01T12:00:00.250Z"})
+    );
+    assert_eq!(headers["date"], "Fri, 01 Mar 2024 12:00:00 GMT");
+    clock.advance(3_600_000);
+    for (method, uri) in [
+        (Method::GET, "/v1/orders/nope"),
+        (Method::GET, "/admin/audit"),
+        (Method::GET, "/no/such/route"),
+        (Method::POST, "/v1/orders"),
+    ] {
+        let (_, _, headers) = call(&app, method, uri, None).await;
+        assert_eq!(headers["date"], "Fri, 01 Mar 2024 13:00:00 GMT", "{uri}");
+    }
+}
+
+async fn get_json(client: &reqwest::Client, url: String) -> (Value, Option<u64>) {
+    let r = client.get(url).send().await.expect("response");
+    let date = r
+        .headers()
+        .get("date")
+        .and_then(|d| d.to_str().ok())
+        .and_then(parse_http_date);
+    (r.json().await.expect("json"), date)
+}
+
+#[tokio::test]
+async fn a_venue_clock_ahead_or_behind_moves_deadlines_times_and_dates() {
+    let hour: i64 = 3_600_000;
+    // Generous: a loaded machine may take seconds between two lines.
+    let slack_ms = 60_000;
+    for offset in [hour, -hour] {
+        let server = spawn(Settings {
+            clock_offset_ms: offset,
+            ..Settings::new(fast_engine(7))
+        })
+        .await;
+        let client = reqwest::Client::new();
+        let before = SystemClock.now_ms();
+        let (t, date) = get_json(&client, format!("{}/v1/time", server.url())).await;
+        let venue_now = t["now_ms"].as_u64().expect("now_ms");
+        let expected = before.saturating_add_signed(offset);
+        assert!(
+            venue_now.abs_diff(expected) < slack_ms,
+            "{venue_now} vs {expected}"
+        );
+        assert!(
+            date.is_some_and(|d| d.abs_diff(expected) < slack_ms),
+            "{date:?}"
+        );
+        // A deadline 30 s ahead of the platform's clock.
+        let body = order_json("c-off", "10", SystemClock.now_ms() + 30_000);
+        let r = client
+            .post(format!("{}/v1/orders", server.url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("place");
+        let want = if offset > 0 {
+            StatusCode::UNPROCESSABLE_ENTITY // the venue is an hour past it
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(r.status(), want, "offset {offset}");
+        if offset < 0 {
+            let o: Value = r.json().await.expect("json");
+            let created = o["created_at"]
+                .as_str()
+                .and_then(exchange_sim::time::parse_rfc3339_ms);
+            assert!(
+                created.is_some_and(|c| c.abs_diff(expected) < slack_ms),
+                "{o}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn venue_latency_makes_a_tight_deadline_pass_on_arrival() {
+    let latency = ResponseLatency {
+        min_ms: 1_000,
+        max_ms: 1_000,
+        after: false,
+    };
+    let server = spawn(Settings {
+        latency,
+        ..Settings::new(fast_engine(8))
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("client");
+    let sent = Instant::now();
+    let tight = order_json("c-tight", "10", SystemClock.now_ms() + 200);
+    let r = client
+        .post(format!("{}/v1/orders", server.url()))
+        .json(&tight)
+        .send()
+        .await
+        .expect("place");
+    assert!(sent.elapsed() >= Duration::from_millis(1_000));
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = r.json().await.expect("json");
+    assert_eq!(problem_type(&problem), "deadline-passed");
+    let roomy = order_json("c-roomy", "10", SystemClock.now_ms() + 60_000);
+    let r = client
+        .post(format!("{}/v1/orders", server.url()))
+        .json(&roomy)
+        .send()
+        .await
+        .expect("place");
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+fn injected(client_order_id: &str) -> Value {
+    json!({"type": "execution", "client_order_id": client_order_id, "order_id": "o-x",
+           "account": "acc-1", "symbol": "AAPL", "side": "buy", "exec_id": "x-1",
+           "quantity": "5", "price": "187.25", "cum_quantity": "5", "leaves_quantity": "0",
+           "status": "filled"})
+}
+
+#[tokio::test]
+async fn admin_events_go_out_signed_and_are_audited_as_injected() {
+    let (url, rx) = spawn_receiver(0).await;
+    let server = spawn(webhook_settings(
+        url,
+        fast_engine(9),
+        FaultConfig::healthy(),
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let mut event = injected("never-sent");
+    event["event_id"] = json!("evt_test_1");
+    let r = client
+        .post(format!("{}/admin/events", server.url()))
+        .json(&event)
+        .send()
+        .await
+        .expect("inject");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let echoed: Value = r.json().await.expect("json");
+    assert_eq!(echoed["event_id"], "evt_test_1");
+    assert!(wait_until(|| !rx.all().is_empty()).await, "delivered");
+    let got = rx.all();
+    let now_s = SystemClock.now_ms() / 1000;
+    assert_eq!(
+        signature::verify(&[secret()], &got[0].headers, &got[0].body, now_s, 300),
+        Ok(())
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).expect("json");
+    assert_eq!(body, echoed);
+    assert_eq!(body["client_order_id"], "never-sent");
+    let a: Value = client
+        .get(format!("{}/admin/audit", server.url()))
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(a["hostile_events"][0]["kind"], "injected");
+    assert_eq!(a["hostile_events"][0]["event_ids"], json!(["evt_test_1"]));
+    assert_eq!(count(&a, "orders"), 0, "the venue still holds nothing");
+
+    // Without an id one is made; malformed or incomplete events are refused.
+    let r = client
+        .post(format!("{}/admin/events", server.url()))
+        .json(&injected("other"))
+        .send()
+        .await
+        .expect("inject");
+    let v: Value = r.json().await.expect("json");
+    assert!(v["event_id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("evt_injected_")));
+    let mut no_exec = injected("x");
+    no_exec.as_object_mut().map(|m| m.remove("exec_id"));
+    for bad in [no_exec, json!({"type": "execution"}), json!([1])] {
+        let r = client
+            .post(format!("{}/admin/events", server.url()))
+            .json(&bad)
+            .send()
+            .await
+            .expect("inject");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_venue_reports_a_phantom_that_rest_does_not_know() {
+    let (url, rx) = spawn_receiver(0).await;
+    let engine = EngineConfig {
+        hostile: Some(exchange_sim::hostile::HostileConfig {
+            phantom_order: 1.0,
+            ..exchange_sim::hostile::HostileConfig::none()
+        }),
+        ..fast_engine(10)
+    };
+    let server = spawn(webhook_settings(url, engine, FaultConfig::healthy())).await;
+    place_one(&server, "c-real", "10").await;
+    let phantom = || {
+        rx.bodies()
+            .into_iter()
+            .find(|b| b["client_order_id"] != "c-real" && b["type"] == "execution")
+    };
+    assert!(
+        wait_until(|| phantom().is_some()).await,
+        "a phantom arrives"
+    );
+    let id = phantom()
+        .and_then(|b| b["client_order_id"].as_str().map(str::to_string))
+        .expect("id");
+    assert_eq!(
+        lookup(&reqwest::Client::new(), &server, &id).await,
+        StatusCode::NOT_FOUND
+    );
+    let records = server.state.engine().hostile_events().to_vec();
+    assert_eq!(records[0].client_order_id, id);
+}
