@@ -90,7 +90,14 @@ impl Bench {
 
     async fn deliver(&mut self, n: usize, report: &ExchangeReport, step: Step) {
         let processor = self.platform.orders();
-        let response = handle_batch(&processor, batch(vec![message(n, report)])).await;
+        let response = handle_batch(
+            &processor,
+            &self.platform.set_aside,
+            batch(vec![message(n, report)]),
+            u64::MAX,
+        )
+        .await
+        .0;
         assert!(
             response.batch_item_failures.is_empty(),
             "delivery failed: {response:?}"
@@ -178,7 +185,11 @@ async fn main() {
     for (id, order_reports) in ids.iter().zip(&reports) {
         let order = bench.platform.order(id).await;
         assert!(order.is_closed(), "order {id} closed");
-        assert_eq!(order.fills.len() + 1, order_reports.len(), "fills of {id}");
+        assert_eq!(
+            order.fill_count() as usize + 1,
+            order_reports.len(),
+            "fills of {id}"
+        );
     }
     print_report(&bench);
 }

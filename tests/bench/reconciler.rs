@@ -78,9 +78,7 @@ async fn ten_due_orders(platform: &Platform, account: &domain::AccountId, round:
         ids.push(place(platform, account, &key, &limit_buy(10, "500.00")).await);
     }
     wait_until_done_at_exchange(platform, &ids, Duration::from_secs(30)).await;
-    platform
-        .clock
-        .advance_ms(platform.settings.recovery.quiet_after_ms + 1_001);
+    platform.clock.advance_ms(platform.step_past_recovery_ms());
 }
 
 struct Row {

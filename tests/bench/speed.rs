@@ -256,7 +256,9 @@ async fn main() {
             .map(|(i, r)| message(n * 10 + i, r))
             .collect();
         let started = Instant::now();
-        let response = handle_batch(&processor, batch(messages)).await;
+        let response = handle_batch(&processor, &platform.set_aside, batch(messages), u64::MAX)
+            .await
+            .0;
         processing += started.elapsed();
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         let started = Instant::now();
@@ -271,7 +273,14 @@ async fn main() {
             .iter()
             .enumerate()
             .map(|(i, r)| message(n * 10 + i, r));
-        let response = handle_batch(&processor, batch(messages.collect())).await;
+        let response = handle_batch(
+            &processor,
+            &platform.set_aside,
+            batch(messages.collect()),
+            u64::MAX,
+        )
+        .await
+        .0;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
     let fills_per_s = executions.len() as f64 / processing.as_secs_f64();

@@ -6,18 +6,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use app::clock::OffsetClock;
-use app::BalancesService;
-use aws_adapters::balances_http::HttpBalances;
-use aws_adapters::dynamodb::{
-    item_size, metered_client, DynamoLedgerStore, Meter, TableSchema, Usage,
-};
+use aws_adapters::dynamodb::{item_size, metered_client, Meter, TableSchema, Usage};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::config::interceptors::{
     BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemInput;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemInput;
 use aws_sdk_dynamodb::operation::get_item::GetItemInput;
 use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 use aws_sdk_dynamodb::operation::query::QueryInput;
@@ -25,13 +22,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::order::{ExchangeReport, OrderId};
-use domain::{AccountId, Catalog};
+use domain::AccountId;
 use local_stack::{unique_prefix, Stack};
 
-use crate::faulty_proxy::FaultyProxy;
-use crate::platform::{authorizer, test_settings, Platform};
-use crate::serve;
-use crate::sim_exchange::spawn_exchange_sim;
+use crate::platform::{Platform, PlatformOptions};
 
 // ---------------------------------------------------------------- metering
 
@@ -132,6 +126,25 @@ fn touched(
     if let Some(i) = input.downcast_ref::<GetItemInput>() {
         let key = i.key().cloned().unwrap_or_default();
         return (vec![keyed(i.table_name().unwrap_or_default(), &key)], 0);
+    }
+    if let Some(i) = input.downcast_ref::<DeleteItemInput>() {
+        let key = i.key().cloned().unwrap_or_default();
+        return (
+            vec![format!(
+                "delete {}",
+                keyed(i.table_name().unwrap_or_default(), &key)
+            )],
+            0,
+        );
+    }
+    if let Some(i) = input.downcast_ref::<BatchGetItemInput>() {
+        let mut items = Vec::new();
+        for (table, request) in i.request_items().into_iter().flatten() {
+            for key in request.keys() {
+                items.push(keyed(table, key));
+            }
+        }
+        return (items, 0);
     }
     if let Some(i) = input.downcast_ref::<QueryInput>() {
         let table = short_table(i.table_name().unwrap_or_default());
@@ -290,17 +303,22 @@ pub fn table_write_units(usage: &Usage, table: &str) -> u64 {
 /// use cases of `platform.orders()` and the Balances service's own store all
 /// share one metered client.
 pub async fn spawn_metered(label: &str) -> (Platform, Metering) {
+    spawn_metered_with(label, PlatformOptions::default()).await
+}
+
+pub async fn spawn_metered_with(label: &str, options: PlatformOptions) -> (Platform, Metering) {
     let stack = Stack::ensure_running().await.expect("local stack");
     let resources = stack
         .create_resources(&unique_prefix(label))
         .await
         .expect("resources");
-    let trading_table = resources.table("TradingTable").to_owned();
-    let balances_table = resources.table("BalancesTable").to_owned();
     let config = stack.sdk_config();
     let plain = aws_sdk_dynamodb::Client::new(&config);
     let mut schemas = Vec::new();
-    for table in [&trading_table, &balances_table] {
+    for table in [
+        resources.table("TradingTable"),
+        resources.table("BalancesTable"),
+    ] {
         schemas.push(
             TableSchema::describe(&plain, table)
                 .await
@@ -321,39 +339,7 @@ pub async fn spawn_metered(label: &str) -> (Platform, Metering) {
             .interceptor(log.clone())
             .build(),
     );
-
-    let catalog = Catalog::us_equities();
-    let ledger = DynamoLedgerStore::new(dynamodb.clone(), balances_table.clone(), catalog.clone());
-    let balances_address = serve(balances::router(
-        BalancesService::new(ledger, app::SystemClock),
-        catalog.clone(),
-    ))
-    .await;
-    let balances_proxy = FaultyProxy::spawn(balances_address).await;
-    let balances = HttpBalances::new(
-        &format!("http://{balances_address}"),
-        catalog.clone(),
-        Duration::from_secs(2),
-    )
-    .expect("client");
-    let seed = u64::from(uuid::Uuid::new_v4().as_fields().0);
-    let (exchange_url, exchange) = spawn_exchange_sim(seed).await;
-    let mut platform = Platform {
-        dynamodb,
-        trading_table,
-        balances_table,
-        balances,
-        balances_proxy,
-        exchange,
-        exchange_url,
-        orders_url: String::new(),
-        clock: OffsetClock::default(),
-        settings: test_settings(),
-        http: reqwest::Client::new(),
-    };
-    let router = place_order::router(platform.orders(), catalog)
-        .layer(axum::middleware::from_fn(authorizer));
-    platform.orders_url = format!("http://{}", serve(router).await);
+    let platform = Platform::assemble(dynamodb, &resources, options).await;
     (platform, Metering { meter, log })
 }
 

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use app::balances::{Balances, BalancesCallError};
 use app::exchange::{
-    CancelOutcome, Exchange, ExchangeError, ExchangeOrder, PlaceOutcome, PlaceRequest,
+    CancelOutcome, Exchange, ExchangeError, ExchangeOrder, PlaceOutcome, PlaceRequest, VenueClock,
 };
 use app::order_store::{
-    Claim, IdempotencyRecord, Inserted, OrderPage, OrderStore, Saved, StoreError, Versioned,
+    Claim, DueEntry, FillPage, FillWritten, IdempotencyRecord, Inserted, OrderPage, OrderStore,
+    Saved, StoreError, Versioned,
 };
-use domain::order::{Execution, Order, OrderId};
+use domain::order::{ExecId, Execution, FillRecord, Order, OrderId, VenueRules};
 use domain::{
     AccountId, Asset, Balance, IdempotencyKey, Operation, OperationRecord, Price, Symbol,
 };
@@ -150,13 +151,59 @@ impl<S: OrderStore> OrderStore for Crashing<S> {
     ) -> Result<OrderPage, StoreError> {
         self.inner.list_for_account(account, after, limit).await
     }
+    async fn fill(&self, id: &OrderId, exec_id: &ExecId) -> Result<Option<FillRecord>, StoreError> {
+        self.inner.fill(id, exec_id).await
+    }
+    async fn put_fill(
+        &self,
+        id: &OrderId,
+        record: &FillRecord,
+        remove_waiting: bool,
+    ) -> Result<FillWritten, StoreError> {
+        self.plan
+            .guard(
+                "store.put_fill",
+                self.inner.put_fill(id, record, remove_waiting),
+                store_crash,
+            )
+            .await
+    }
+    async fn next_waiting(&self, id: &OrderId) -> Result<Option<FillRecord>, StoreError> {
+        self.inner.next_waiting(id).await
+    }
+    async fn fills(
+        &self,
+        id: &OrderId,
+        after: Option<&ExecId>,
+        limit: usize,
+    ) -> Result<FillPage, StoreError> {
+        self.inner.fills(id, after, limit).await
+    }
     async fn due_orders(
         &self,
         shard: u32,
-        now_ms: u64,
+        after: Option<&DueEntry>,
+        until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<OrderId>, StoreError> {
-        self.inner.due_orders(shard, now_ms, limit).await
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        self.inner.due_orders(shard, after, until_ms, limit).await
+    }
+    async fn cursor(&self, name: &str) -> Result<Option<Versioned<String>>, StoreError> {
+        self.inner.cursor(name).await
+    }
+    async fn save_cursor(
+        &self,
+        name: &str,
+        value: &str,
+        expected_version: u64,
+    ) -> Result<Saved, StoreError> {
+        self.plan
+            .guard(
+                "store.save_cursor",
+                self.inner.save_cursor(name, value, expected_version),
+                store_crash,
+            )
+            .await
     }
 }
 
@@ -198,6 +245,9 @@ impl<B: Balances> Balances for Crashing<B> {
 }
 
 impl<E: Exchange> Exchange for Crashing<E> {
+    fn rules(&self) -> VenueRules {
+        self.inner.rules()
+    }
     async fn place(&self, request: &PlaceRequest) -> Result<PlaceOutcome, ExchangeError> {
         self.plan
             .guard(
@@ -228,16 +278,32 @@ impl<E: Exchange> Exchange for Crashing<E> {
             )
             .await
     }
-    async fn cancel(&self, client_order_id: &OrderId) -> Result<CancelOutcome, ExchangeError> {
+    async fn cancel(
+        &self,
+        client_order_id: &OrderId,
+        exchange_order_id: Option<&str>,
+    ) -> Result<CancelOutcome, ExchangeError> {
         self.plan
             .guard(
                 "exchange.cancel",
-                self.inner.cancel(client_order_id),
+                self.inner.cancel(client_order_id, exchange_order_id),
                 ExchangeError::OutcomeUnknown,
             )
             .await
     }
     async fn reference_price(&self, symbol: &Symbol) -> Result<Price, ExchangeError> {
         self.inner.reference_price(symbol).await
+    }
+    async fn clock(&self) -> Result<VenueClock, ExchangeError> {
+        self.inner.clock().await
+    }
+    async fn day_orders(&self, trade_date: &str) -> Result<Vec<ExchangeOrder>, ExchangeError> {
+        self.plan
+            .guard(
+                "exchange.day_orders",
+                self.inner.day_orders(trade_date),
+                ExchangeError::OutcomeUnknown,
+            )
+            .await
     }
 }

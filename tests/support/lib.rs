@@ -8,13 +8,13 @@ pub mod faulty_proxy;
 pub mod orders;
 pub mod platform;
 pub mod sim_exchange;
-pub mod simulation;
+// pub mod simulation; (being rewritten)
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use app::{BalancesService, SystemClock};
-use aws_adapters::balances_http::{HttpBalances, DEFAULT_TIMEOUT};
+use aws_adapters::balances_http::HttpBalances;
 use aws_adapters::dynamodb::DynamoLedgerStore;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::{AccountId, Catalog};
@@ -83,7 +83,8 @@ pub async fn spawn_balances(label: &str) -> BalancesApp {
     let router = balances::router(BalancesService::new(store, SystemClock), catalog.clone());
     let address = serve(router).await;
     let base_url = format!("http://{address}");
-    let client = HttpBalances::new(&base_url, catalog, DEFAULT_TIMEOUT).expect("client");
+    let client = HttpBalances::new(&base_url, catalog, crate::platform::BALANCES_CALL_TIMEOUT)
+        .expect("client");
     BalancesApp {
         base_url,
         client,

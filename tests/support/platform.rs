@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use app::clock::OffsetClock;
+use app::memory::MemoryFillQueue;
 use app::orders::{OrderSettings, Orders};
 use app::{BalancesService, SystemClock};
 use aws_adapters::balances_http::HttpBalances;
 use aws_adapters::dynamodb::{DynamoLedgerStore, DynamoOrderStore};
-use aws_adapters::exchange_http::HttpExchange;
+use aws_adapters::exchange_http::{HttpExchange, Venue};
 use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
     ApiGatewayV2httpRequestContext,
@@ -27,7 +28,7 @@ use lambda_http::RequestExt;
 use local_stack::{unique_prefix, Stack};
 
 use crate::faulty_proxy::FaultyProxy;
-use crate::sim_exchange::spawn_exchange_sim;
+use crate::sim_exchange::{fast_fills, spawn_exchange_sim_with};
 use crate::{serve, table_snapshot};
 
 /// Budget of one Balances call in the tests: generous, because Balances
@@ -86,46 +87,81 @@ pub struct Platform {
     pub balances_proxy: FaultyProxy,
     pub exchange: Running,
     pub exchange_url: String,
+    /// The venue's dialect and guarantees the platform is configured with.
+    pub venue: Venue,
     pub orders_url: String,
     pub clock: OffsetClock,
     pub settings: OrderSettings,
     pub http: reqwest::Client,
+    /// Where the fill processor sets reports aside in these tests.
+    pub set_aside: MemoryFillQueue,
 }
 
 /// Short deadlines, so tests can pass them by moving the clock.
 pub fn test_settings() -> OrderSettings {
     OrderSettings {
         placement_window_ms: 5_000,
+        handler_budget_ms: 2_000,
         recovery: RecoveryPolicy {
-            quiet_after_ms: 1_000,
             clock_skew_margin_ms: 1_000,
-            max_invocation_ms: 3_000,
+            max_in_flight_ms: 3_000,
+            retry_base_ms: 100,
+            retry_max_ms: 1_000,
+            gap_grace_ms: 1_000,
+            market_silence_ms: 1_000,
+            flag_after_ms: 60_000,
+            ..RecoveryPolicy::default()
         },
         ..OrderSettings::default()
     }
 }
 
+/// How a test's platform is set up.
+pub struct PlatformOptions {
+    pub settings: OrderSettings,
+    /// A fixed sequence of ids for the orders this platform makes.
+    pub order_ids: Option<Vec<OrderId>>,
+    /// The exchange simulator: its venue profile and market behaviour.
+    pub engine: exchange_sim::EngineConfig,
+    /// The venue's clock against the platform's.
+    pub clock_offset_ms: i64,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        PlatformOptions {
+            settings: test_settings(),
+            order_ids: None,
+            engine: fast_fills(rand_seed()),
+            clock_offset_ms: 0,
+        }
+    }
+}
+
 impl Platform {
     pub async fn spawn(label: &str) -> Platform {
-        Self::spawn_with(label, test_settings(), None).await
+        Self::spawn_with(label, PlatformOptions::default()).await
     }
 
-    /// `order_ids`: a fixed sequence of ids for the orders this platform makes.
-    pub async fn spawn_with(
-        label: &str,
-        settings: OrderSettings,
-        order_ids: Option<Vec<OrderId>>,
-    ) -> Platform {
+    pub async fn spawn_with(label: &str, options: PlatformOptions) -> Platform {
         let stack = Stack::ensure_running().await.expect("local stack");
         let resources = stack
             .create_resources(&unique_prefix(label))
             .await
             .expect("resources");
         let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config());
+        Self::assemble(dynamodb, &resources, options).await
+    }
+
+    /// The platform over an existing DynamoDB client (a metered one, say).
+    pub async fn assemble(
+        dynamodb: aws_sdk_dynamodb::Client,
+        resources: &local_stack::Resources,
+        options: PlatformOptions,
+    ) -> Platform {
         let catalog = Catalog::us_equities();
         let trading_table = resources.table("TradingTable").to_owned();
         let balances_table = resources.table("BalancesTable").to_owned();
-
         let ledger =
             DynamoLedgerStore::new(dynamodb.clone(), balances_table.clone(), catalog.clone());
         let balances_address = serve(balances::router(
@@ -140,9 +176,12 @@ impl Platform {
             BALANCES_CALL_TIMEOUT,
         )
         .expect("client");
-        let (exchange_url, exchange) = spawn_exchange_sim(rand_seed()).await;
+        let profile = options.engine.venue;
+        let mut sim = exchange_sim::app::Settings::new(options.engine);
+        sim.clock_offset_ms = options.clock_offset_ms;
+        let (exchange_url, exchange) = spawn_exchange_sim_with(sim).await;
+        let venue = Venue::simulator(profile.as_str()).expect("a simulator profile");
 
-        let clock = OffsetClock::default();
         let mut platform = Platform {
             dynamodb,
             trading_table,
@@ -151,13 +190,15 @@ impl Platform {
             balances_proxy,
             exchange,
             exchange_url,
+            venue,
             orders_url: String::new(),
-            clock,
-            settings,
+            clock: OffsetClock::default(),
+            settings: options.settings,
             http: reqwest::Client::new(),
+            set_aside: MemoryFillQueue::default(),
         };
         let mut orders = platform.orders();
-        if let Some(ids) = order_ids {
+        if let Some(ids) = options.order_ids {
             let ids = std::sync::Mutex::new(ids.into_iter());
             orders = orders.with_order_ids(move || {
                 ids.lock()
@@ -179,7 +220,7 @@ impl Platform {
     }
 
     /// The order use cases with each adapter wrapped (fault injection).
-    pub fn orders_with<S2, B2, E2>(
+    pub fn orders_with<S2, B2, E2: app::exchange::Exchange>(
         &self,
         wrap: impl FnOnce(DynamoOrderStore, HttpBalances, HttpExchange) -> (S2, B2, E2),
     ) -> Orders<S2, B2, E2, OffsetClock> {
@@ -203,13 +244,40 @@ impl Platform {
         )
     }
 
+    /// The order as recovery sees it (its settling slot resolved).
     pub async fn order(&self, id: &OrderId) -> Order {
+        let orders = self.orders();
+        let account = self.stored(id).await.account;
+        orders.get(&account, id).await.expect("order exists")
+    }
+
+    /// The order item exactly as stored.
+    pub async fn stored(&self, id: &OrderId) -> Order {
         let store = DynamoOrderStore::new(self.dynamodb.clone(), self.trading_table.clone());
         app::order_store::OrderStore::load(&store, id)
             .await
             .expect("load")
             .expect("order exists")
             .value
+    }
+
+    /// Every execution recorded for the order (its own records and the slot).
+    pub async fn executions(&self, id: &OrderId) -> Vec<domain::order::FillRecord> {
+        let orders = self.orders();
+        let order = self.order(id).await;
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = orders
+                .all_executions(&order, after.as_ref(), 100)
+                .await
+                .expect("executions");
+            all.extend(page.fills);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return all,
+            }
+        }
     }
 
     pub async fn post_order(
@@ -228,16 +296,10 @@ impl Platform {
             .expect("sent")
     }
 
-    /// Reconciler settings for tests: small backoff, flagged after 5 runs.
+    /// Reconciler settings for tests.
     pub fn reconciler_settings(&self) -> reconciler::Settings {
         reconciler::Settings {
-            retry: app::orders::RetryPolicy {
-                lease_ms: 500,
-                backoff_base_ms: 100,
-                backoff_max_ms: 1_000,
-                flag_after_attempts: 5,
-            },
-            max_orders_per_run: 100,
+            page_size: 100,
             max_run_ms: 20_000,
             safety_margin_ms: 1_000,
         }
@@ -248,19 +310,31 @@ impl Platform {
         reconciler::run_once(&self.orders(), &self.reconciler_settings(), 30_000).await
     }
 
-    /// Moves the platform's clock past every lease and backoff, then runs the
-    /// reconciler until no open order is due (at most `max_runs` runs).
-    /// Returns how many runs it took.
+    /// Moves the platform's clock past every backoff, deadline and grace,
+    /// then runs the reconciler until no open order is due (at most
+    /// `max_runs` runs). Returns how many runs it took.
     pub async fn reconcile_until_quiet(&self, max_runs: usize) -> usize {
         for run in 1..=max_runs {
-            self.clock
-                .advance_ms(self.settings.recovery.quiet_after_ms + 1_001);
+            self.clock.advance_ms(self.step_past_recovery_ms());
             let summary = self.reconcile().await;
             if summary.examined == 0 {
                 return run;
             }
         }
         max_runs
+    }
+
+    /// Long enough for every timing of recovery to have passed once: the
+    /// placement window, the margins, the longest backoff and grace, and the
+    /// index's lag.
+    pub fn step_past_recovery_ms(&self) -> u64 {
+        let r = &self.settings.recovery;
+        self.settings.placement_window_ms
+            + r.clock_skew_margin_ms
+            + r.max_in_flight_ms
+            + r.retry_max_ms.max(r.gap_grace_ms).max(r.market_silence_ms)
+            + app::orders::INDEX_LAG_MS
+            + 1_000
     }
 
     /// Runs the reconciler until the order is closed: work that waits on the
@@ -314,6 +388,7 @@ impl Platform {
                     exchange_order_id: order.order_id.clone(),
                     quantity: domain::Quantity::new(e.quantity.shares()).expect("quantity"),
                     price: domain::Price::from_cents(e.price.cents()).expect("price"),
+                    cum_quantity: Some(e.cum_quantity.shares()),
                 },
             })
             .collect();
@@ -362,6 +437,6 @@ impl Platform {
     }
 }
 
-fn rand_seed() -> u64 {
+pub fn rand_seed() -> u64 {
     u64::from(uuid::Uuid::new_v4().as_fields().0)
 }

@@ -44,7 +44,8 @@ async fn replays_answer_identically_and_move_once() {
         balance_of(&app.client, &account, &Asset::Cash).await,
         Balance {
             available: 8_766,
-            reserved: 1_234
+            reserved: 1_234,
+            owed: 0,
         }
     );
 }
@@ -333,7 +334,8 @@ async fn lost_response_is_recovered_by_key() {
         balance_of(&app.client, &account, &Asset::Cash).await,
         Balance {
             available: 6_000,
-            reserved: 4_000
+            reserved: 4_000,
+            owed: 0,
         }
     );
 }

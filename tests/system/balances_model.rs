@@ -25,6 +25,7 @@ struct Step {
 fn operation() -> impl Strategy<Value = Operation> {
     let asset = prop_oneof![Just(Asset::Cash), Just(aapl())];
     let amount = (1u64..2_000).prop_map(|u| Amount::new(u).expect("positive"));
+    let covering = 0u64..3_000;
     prop_oneof![
         (asset.clone(), amount.clone())
             .prop_map(|(asset, amount)| Operation::Deposit { asset, amount }),
@@ -34,9 +35,31 @@ fn operation() -> impl Strategy<Value = Operation> {
         (
             prop_oneof![Just(Side::Buy), Just(Side::Sell)],
             1u64..20,
-            1u64..200
+            1u64..200,
+            covering.clone(),
+            prop_oneof![Just(0u64), 1u64..500],
         )
-            .prop_map(|(side, shares, cents)| settle(side, shares, cents)),
+            .prop_map(
+                |(side, shares, cents, from_reserved_units, release_units)| {
+                    match settle(side, shares, cents) {
+                        Operation::Settle {
+                            symbol,
+                            side,
+                            quantity,
+                            price,
+                            ..
+                        } => Operation::Settle {
+                            symbol,
+                            side,
+                            quantity,
+                            price,
+                            from_reserved_units,
+                            release_units,
+                        },
+                        other => other,
+                    }
+                }
+            ),
     ]
 }
 
@@ -60,6 +83,61 @@ struct Model {
 }
 
 impl Model {
+    /// A settlement is never refused: the reservation pays what the order
+    /// says it covers, as far as it holds; then what is available; the rest
+    /// is owed. The release returns what is left reserved.
+    fn settle(&mut self, step: &Step) -> Outcome {
+        let Operation::Settle {
+            symbol,
+            side,
+            quantity,
+            price,
+            from_reserved_units,
+            release_units,
+        } = &step.operation
+        else {
+            unreachable!("a settlement")
+        };
+        let shares = quantity.shares();
+        let cash = shares * price.cents();
+        let stock = Asset::Shares(symbol.clone());
+        let (paying, cost, receiving, proceeds) = match side {
+            Side::Buy => (Asset::Cash, cash, stock, shares),
+            Side::Sell => (stock, shares, Asset::Cash, cash),
+        };
+        let mut pay = self
+            .balances
+            .get(&(step.account, paying.clone()))
+            .copied()
+            .unwrap_or_default();
+        let from_reserved = cost.min(*from_reserved_units).min(pay.reserved);
+        pay.reserved -= from_reserved;
+        let release = (*release_units).min(pay.reserved);
+        pay.reserved -= release;
+        pay.available += release;
+        let excess = cost - from_reserved;
+        let paid = excess.min(pay.available);
+        pay.available -= paid;
+        let owed = excess - paid;
+        pay.owed += owed;
+        self.balances.insert((step.account, paying.clone()), pay);
+        let receive = self
+            .balances
+            .entry((step.account, receiving.clone()))
+            .or_default();
+        receive.available += proceeds;
+        *self.inflow.entry(paying.clone()).or_default() -= i128::from(cost);
+        *self.inflow.entry(receiving).or_default() += i128::from(proceeds);
+        if owed > 0 {
+            Outcome::Shortfall {
+                asset: paying,
+                units: owed,
+            }
+        } else {
+            Outcome::Succeeded
+        }
+    }
+
     fn expect(&mut self, step: &Step) -> Result<Outcome, BalancesCallError> {
         if let Some((operation, outcome)) = self.records.get(&(step.account, step.key)) {
             return if operation == &step.operation {
@@ -71,6 +149,14 @@ impl Model {
         let known = self.balances.keys().any(|(a, _)| *a == step.account);
         if !known && !matches!(step.operation, Operation::Deposit { .. }) {
             return Err(BalancesCallError::UnknownAccount);
+        }
+        if let Operation::Settle { .. } = &step.operation {
+            let outcome = self.settle(step);
+            self.records.insert(
+                (step.account, step.key),
+                (step.operation.clone(), outcome.clone()),
+            );
+            return Ok(outcome);
         }
         let changes = step.operation.changes().expect("bounded");
         let mut updated = Vec::new();
@@ -134,8 +220,7 @@ async fn check_sequence<B: Balances>(balances: &B, steps: &[Step]) -> Result<(),
         let actual = balances_until_known(balances, account).await;
         prop_assert_eq!(&actual, &expected);
         for (asset, balance) in actual {
-            *totals.entry(asset).or_default() +=
-                i128::from(balance.available) + i128::from(balance.reserved);
+            *totals.entry(asset).or_default() += balance.net();
         }
     }
     // Conservation: what the accounts hold is exactly what came in.

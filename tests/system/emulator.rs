@@ -552,6 +552,8 @@ async fn emulator_sqs_visibility_timeout_redelivers() -> Result<()> {
         .send_message()
         .queue_url(&q)
         .message_body("fill-1")
+        .message_group_id("order-1")
+        .message_deduplication_id("fill-1")
         .send()
         .await?;
     let receive = |vis: i32| {
@@ -614,11 +616,13 @@ async fn emulator_sqs_redrives_to_the_dead_letter_queue() -> Result<()> {
         .send_message()
         .queue_url(&q)
         .message_body("poison")
+        .message_group_id("order-1")
+        .message_deduplication_id("poison")
         .send()
         .await?;
-    // maxReceiveCount is 5 in template.yaml: five deliveries, then the DLQ.
+    // maxReceiveCount is 10 in template.yaml: ten deliveries, then the DLQ.
     let mut deliveries = 0;
-    for _ in 0..10 {
+    for _ in 0..15 {
         let got = env
             .sqs
             .receive_message()
@@ -629,8 +633,8 @@ async fn emulator_sqs_redrives_to_the_dead_letter_queue() -> Result<()> {
         deliveries += got.messages.unwrap_or_default().len();
     }
     ensure!(
-        deliveries == 5,
-        "delivered {deliveries} times before the DLQ (want 5)"
+        deliveries == 10,
+        "delivered {deliveries} times before the DLQ (want 10)"
     );
     let dead = env
         .sqs
@@ -643,6 +647,61 @@ async fn emulator_sqs_redrives_to_the_dead_letter_queue() -> Result<()> {
     ensure!(
         dead.len() == 1 && dead[0].body() == Some("poison"),
         "DLQ holds {dead:?}"
+    );
+    Ok(())
+}
+
+/// The fill processor relies on FIFO semantics: one order's reports are
+/// handed out one batch at a time and in order, a delivery id taken twice
+/// is kept once, and other orders are not held up.
+#[tokio::test]
+async fn emulator_sqs_fifo_orders_groups_and_drops_repeats() -> Result<()> {
+    let env = Env::new("sqs-fifo").await?;
+    let q = env.res.queue_url("FillQueue").to_string();
+    for (group, body) in [("a", "a-1"), ("a", "a-2"), ("a", "a-1"), ("b", "b-1")] {
+        env.sqs
+            .send_message()
+            .queue_url(&q)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(body)
+            .send()
+            .await?;
+    }
+    let receive = |max: i32| {
+        env.sqs
+            .receive_message()
+            .queue_url(&q)
+            .max_number_of_messages(max)
+            .visibility_timeout(30)
+            .send()
+    };
+    let bodies = |messages: &[aws_sdk_sqs::types::Message]| -> Vec<String> {
+        messages
+            .iter()
+            .filter_map(|m| m.body().map(str::to_owned))
+            .collect()
+    };
+    // One at a time: a-1 goes out first; a-2 waits behind it, b-1 does not.
+    let first = receive(1).await?.messages.unwrap_or_default();
+    ensure!(bodies(&first) == ["a-1"], "first {:?}", bodies(&first));
+    let second = receive(10).await?.messages.unwrap_or_default();
+    ensure!(
+        bodies(&second) == ["b-1"],
+        "group a must wait while a-1 is in flight: {:?}",
+        bodies(&second)
+    );
+    env.sqs
+        .delete_message()
+        .queue_url(&q)
+        .receipt_handle(first[0].receipt_handle().unwrap_or_default())
+        .send()
+        .await?;
+    let third = receive(10).await?.messages.unwrap_or_default();
+    ensure!(
+        bodies(&third) == ["a-2"],
+        "a-2 next, the repeated a-1 dropped: {:?}",
+        bodies(&third)
     );
     Ok(())
 }
@@ -714,6 +773,8 @@ async fn emulator_sqs_long_poll_does_not_stall_dynamodb() -> Result<()> {
         .send_message()
         .queue_url(&q)
         .message_body("wake")
+        .message_group_id("order-1")
+        .message_deduplication_id("wake")
         .send()
         .await?;
     let (returned, got) = poller.await?;
@@ -757,19 +818,11 @@ async fn emulator_resources_follow_the_template() -> Result<()> {
         })
         .collect();
     ensure!(
-        gsis.get("open-orders")
-            == Some(&(
-                vec!["open_shard".into(), "due_at".into()],
-                "KEYS_ONLY".into()
-            )),
+        gsis.get("open-orders") == Some(&(vec!["os".into(), "od".into()], "KEYS_ONLY".into())),
         "open-orders: {gsis:?}"
     );
     ensure!(
-        gsis.get("account-orders")
-            == Some(&(
-                vec!["account_pk".into(), "created_sk".into()],
-                "KEYS_ONLY".into()
-            )),
+        gsis.get("account-orders") == Some(&(vec!["ac".into(), "pk".into()], "KEYS_ONLY".into())),
         "account-orders: {gsis:?}"
     );
     let ttl = env
@@ -802,7 +855,14 @@ async fn emulator_resources_follow_the_template() -> Result<()> {
         attrs
             .get(&QueueAttributeName::VisibilityTimeout)
             .map(String::as_str)
-            == Some("60"),
+            == Some("180"),
+        "{attrs:?}"
+    );
+    ensure!(
+        attrs
+            .get(&QueueAttributeName::FifoQueue)
+            .map(String::as_str)
+            == Some("true"),
         "{attrs:?}"
     );
     let redrive: serde_json::Value = serde_json::from_str(
@@ -815,7 +875,7 @@ async fn emulator_resources_follow_the_template() -> Result<()> {
         "{redrive}"
     );
     ensure!(
-        redrive["maxReceiveCount"].to_string().trim_matches('"') == "5",
+        redrive["maxReceiveCount"].to_string().trim_matches('"') == "10",
         "{redrive}"
     );
 

@@ -3,32 +3,41 @@
 //! served in-process. Then the HTTP client under the simulator's faults: each
 //! failure must be classified by what the caller may conclude.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use app::exchange::{Exchange, ExchangeError, PlaceRequest};
 use app::{Clock, ManualClock, SystemClock};
-use aws_adapters::exchange_http::HttpExchange;
+use aws_adapters::exchange_http::{HttpExchange, Venue};
 use domain::Catalog;
-use exchange_sim::app::Running;
+use exchange_sim::app::{Running, Settings};
 use exchange_sim::faults::{FaultConfig, OpFaults, Operation};
+use exchange_sim::venue::VenueProfile;
 use system_tests::conformance::exchange::{market_buy, ExchangeUnderTest};
-use system_tests::sim_exchange::{fast_fills, spawn_exchange_sim, EngineExchange};
+use system_tests::sim_exchange::{fast_fills, spawn_exchange_sim_with, EngineExchange};
 
 /// 2024-03-01T12:00:00Z: the in-process exchange's time starts here.
 const T0_MS: u64 = 1_709_294_400_000;
 
-/// The engine in-process; time passes only when a check says so.
+fn config(seed: u64, profile: VenueProfile) -> exchange_sim::EngineConfig {
+    exchange_sim::EngineConfig {
+        venue: profile,
+        ..fast_fills(seed)
+    }
+}
+
+/// The engine in-process; time passes only when a check says so. Its clock
+/// runs `offset_ms` from the platform's.
 pub struct InProcess {
     exchange: EngineExchange,
     clock: ManualClock,
 }
 
 impl InProcess {
-    fn new(seed: u64) -> Self {
+    fn new(seed: u64, profile: VenueProfile, offset_ms: i64) -> Self {
         let clock = ManualClock::at(T0_MS);
-        let exchange =
-            EngineExchange::new(fast_fills(seed), Arc::new(clock.clone())).expect("engine");
+        let exchange = EngineExchange::new(config(seed, profile), clock.clone())
+            .expect("engine")
+            .with_clock_offset(offset_ms);
         InProcess { exchange, clock }
     }
 }
@@ -39,6 +48,9 @@ impl ExchangeUnderTest for InProcess {
         &self.exchange
     }
     fn now_ms(&self) -> u64 {
+        self.exchange.venue_now()
+    }
+    fn platform_now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
     async fn pass_ms(&self, ms: u64) {
@@ -46,24 +58,37 @@ impl ExchangeUnderTest for InProcess {
     }
 }
 
-/// The HTTP client against a simulator on the system clock.
+/// The HTTP client against a simulator on the system clock (plus its offset).
 pub struct OverHttp {
     exchange: HttpExchange,
     server: Running,
+    offset_ms: i64,
 }
 
 impl OverHttp {
     async fn spawn(seed: u64, timeout: Duration) -> Self {
-        let (url, server) = spawn_exchange_sim(seed).await;
+        Self::spawn_as(seed, timeout, VenueProfile::Tombstone, 0).await
+    }
+
+    async fn spawn_as(seed: u64, timeout: Duration, profile: VenueProfile, offset_ms: i64) -> Self {
+        let mut settings = Settings::new(config(seed, profile));
+        settings.clock_offset_ms = offset_ms;
+        let (url, server) = spawn_exchange_sim_with(settings).await;
+        let venue = Venue::simulator(profile.as_str()).expect("a simulator profile");
         // Pages of two, so following `next_page_token` is exercised.
         let exchange = HttpExchange::new(&url, Catalog::us_equities(), timeout)
             .expect("client")
+            .with_venue(venue)
             .with_page_limit(2);
-        OverHttp { exchange, server }
+        OverHttp {
+            exchange,
+            server,
+            offset_ms,
+        }
     }
 
     fn set_faults(&self, faults: FaultConfig) {
-        let now = SystemClock.now_ms();
+        let now = self.now_ms();
         self.server
             .state
             .faults()
@@ -86,6 +111,9 @@ impl ExchangeUnderTest for OverHttp {
         &self.exchange
     }
     fn now_ms(&self) -> u64 {
+        SystemClock.now_ms().saturating_add_signed(self.offset_ms)
+    }
+    fn platform_now_ms(&self) -> u64 {
         SystemClock.now_ms()
     }
     async fn pass_ms(&self, ms: u64) {
@@ -93,14 +121,29 @@ impl ExchangeUnderTest for OverHttp {
     }
 }
 
-mod in_process {
-    system_tests::exchange_conformance!(super::InProcess::new(7));
+/// Each adapter in each venue profile, the venue's clock 30 s off ours
+/// (ahead or behind) as well as on time: the checks give deadlines in the
+/// venue's clock, as the platform does.
+macro_rules! profiles {
+    ($($name:ident => $profile:expr, $offset:expr;)*) => {$(
+        mod $name {
+            use super::*;
+            mod in_process {
+                system_tests::exchange_conformance!(super::InProcess::new(7, $profile, $offset));
+            }
+            mod over_http {
+                system_tests::exchange_conformance!(
+                    super::OverHttp::spawn_as(7, aws_adapters::exchange_http::DEFAULT_TIMEOUT, $profile, $offset).await
+                );
+            }
+        }
+    )*};
 }
 
-mod over_http {
-    system_tests::exchange_conformance!(
-        super::OverHttp::spawn(7, aws_adapters::exchange_http::DEFAULT_TIMEOUT).await
-    );
+profiles! {
+    tombstone => exchange_sim::venue::VenueProfile::Tombstone, 0;
+    deadline_venue_ahead => exchange_sim::venue::VenueProfile::Deadline, 30_000;
+    plain_venue_behind => exchange_sim::venue::VenueProfile::Plain, -30_000;
 }
 
 // ---- The HTTP client under faults -----------------------------------------
@@ -233,7 +276,7 @@ async fn effect_then_5xx_on_cancel_is_unknown_and_the_tombstone_holds() {
             ..OpFaults::default()
         },
     ));
-    outcome_unknown(venue.exchange.cancel(&request.client_order_id).await);
+    outcome_unknown(venue.exchange.cancel(&request.client_order_id, None).await);
     venue.heal();
     let late = venue.exchange.place(&request).await.expect("answered");
     assert!(
@@ -247,7 +290,9 @@ async fn effect_then_5xx_on_cancel_is_unknown_and_the_tombstone_holds() {
 async fn a_refused_connection_is_unavailable() {
     let venue = OverHttp::spawn(14, SHORT_TIMEOUT).await;
     let request = market_buy(&venue, 10);
-    let OverHttp { exchange, server } = venue;
+    let OverHttp {
+        exchange, server, ..
+    } = venue;
     server.stop().await.expect("stopped");
     let result = exchange.place(&request).await;
     assert!(

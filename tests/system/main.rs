@@ -13,5 +13,5 @@ mod openapi;
 mod order_store;
 mod place_order;
 mod reconciler;
-mod simulation;
+// mod simulation;
 mod template;

@@ -75,14 +75,14 @@ async fn describe_reads_keys_and_indexes() {
         .iter()
         .find(|i| i.name == "open-orders")
         .unwrap();
-    assert_eq!(open.key_attributes, ["open_shard", "due_at"]);
+    assert_eq!(open.key_attributes, ["os", "od"]);
     assert_eq!(open.projection, Projection::KeysOnly);
     let account = schema
         .indexes
         .iter()
         .find(|i| i.name == "account-orders")
         .unwrap();
-    assert_eq!(account.key_attributes, ["account_pk", "created_sk"]);
+    assert_eq!(account.key_attributes, ["ac", "pk"]);
     let balances = TableSchema::describe(plain, &setup.balances).await.unwrap();
     assert!(balances.indexes.is_empty());
 }
@@ -250,8 +250,8 @@ async fn index_writes_follow_the_index_keys() {
         .table_name(&trading)
         .item("pk", s("ORDER#1"))
         .item("sk", s("META"))
-        .item("open_shard", s("7"))
-        .item("due_at", AttributeValue::N("1700000000".to_string()))
+        .item("os", s("7"))
+        .item("od", AttributeValue::N("1700000000".to_string()))
         .send()
         .await
         .unwrap();
@@ -292,7 +292,7 @@ async fn index_writes_follow_the_index_keys() {
         .table_name(&trading)
         .key("pk", s("ORDER#1"))
         .key("sk", s("META"))
-        .update_expression("REMOVE open_shard, due_at")
+        .update_expression("REMOVE os, od")
         .send()
         .await
         .unwrap();

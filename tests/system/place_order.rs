@@ -15,7 +15,7 @@ use serde_json::json;
 use system_tests::conformance::balances::{balance_of, funded_account};
 use system_tests::faulty_proxy::Mode;
 use system_tests::orders::new_order_id;
-use system_tests::platform::{bearer, test_settings, Platform};
+use system_tests::platform::{bearer, Platform, PlatformOptions};
 
 fn limit_buy(quantity: u64, price: &str) -> serde_json::Value {
     json!({"symbol": "AAPL", "side": "buy", "type": "limit", "quantity": quantity.to_string(), "limit_price": price})
@@ -158,7 +158,8 @@ async fn insufficient_funds_rejects_and_reserves_nothing() {
         balance_of(&platform.balances, &account, &Asset::Cash).await,
         Balance {
             available: 10_000,
-            reserved: 0
+            reserved: 0,
+            owed: 0,
         }
     );
     assert_eq!(platform.exchange_orders_for(&id_of(&order)), 0);
@@ -175,7 +176,14 @@ async fn insufficient_funds_rejects_and_reserves_nothing() {
 #[tokio::test]
 async fn exchange_rejection_releases_the_reservation_once() {
     let id = new_order_id();
-    let platform = Platform::spawn_with("rejected", test_settings(), Some(vec![id.clone()])).await;
+    let platform = Platform::spawn_with(
+        "rejected",
+        PlatformOptions {
+            order_ids: Some(vec![id.clone()]),
+            ..PlatformOptions::default()
+        },
+    )
+    .await;
     let orders = platform.orders();
     use app::exchange::Exchange;
     let exchange = aws_adapters::exchange_http::HttpExchange::new(
@@ -184,7 +192,7 @@ async fn exchange_rejection_releases_the_reservation_once() {
         system_tests::platform::EXCHANGE_CALL_TIMEOUT,
     )
     .expect("client");
-    exchange.cancel(&id).await.expect("tombstone the id");
+    exchange.cancel(&id, None).await.expect("tombstone the id");
     let account = funded_account(&platform.balances, "dave", 100_000).await;
     let response = platform
         .post_order(&account, "k", &limit_buy(1, "100.00"))
@@ -206,7 +214,8 @@ async fn exchange_rejection_releases_the_reservation_once() {
         balance_of(&platform.balances, &account, &Asset::Cash).await,
         Balance {
             available: 100_000,
-            reserved: 0
+            reserved: 0,
+            owed: 0,
         }
     );
 }
@@ -243,17 +252,16 @@ async fn unknown_reservation_outcome_is_recovered_by_key() {
             .drive(&id, Driver::Recovery)
             .await
             .expect("drive");
-        assert!(
-            recovered.place.as_ref().is_some_and(|p| p.is_succeeded()),
-            "{mode:?}: {recovered:?}"
-        );
+        assert!(recovered.is_placed(), "{mode:?}: {recovered:?}");
         assert_reserved(&platform, &account, 30_000).await;
         assert_eq!(platform.exchange_orders_for(&id), 1);
     }
 }
 
 /// The exchange takes the order and the answer is lost (5xx, reset, or too
-/// slow): 202; recovery looks it up by client id and finds it. One exchange order.
+/// slow). The handler looks it up by client id within its window (found:
+/// `201`); when even that cannot answer in its budget (a held-back answer),
+/// `202` and recovery finds it. Either way one exchange order.
 #[tokio::test]
 async fn placement_that_took_effect_is_found_by_lookup() {
     let modes = [
@@ -279,8 +287,19 @@ async fn placement_that_took_effect_is_found_by_lookup() {
         let first = platform
             .post_order(&account, "k", &limit_buy(2, "100.00"))
             .await;
-        assert_eq!(first.status(), StatusCode::ACCEPTED, "{faults:?}");
-        let id = id_of(&order_body(first).await);
+        let status = first.status();
+        let body = order_body(first).await;
+        let id = id_of(&body);
+        if faults.fail_after_timeout > 0.0 {
+            assert_eq!(status, StatusCode::ACCEPTED, "{faults:?}");
+        } else {
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "{faults:?}: found within the window"
+            );
+            assert!(body.exchange_order_id.is_some());
+        }
         assert_eq!(platform.exchange_orders_for(&id), 1, "it took effect");
 
         // A retry with the key answers the same order and sends nothing new.
@@ -294,19 +313,18 @@ async fn placement_that_took_effect_is_found_by_lookup() {
             .drive(&id, Driver::Recovery)
             .await
             .expect("drive");
-        assert!(
-            recovered.place.as_ref().is_some_and(|p| p.is_succeeded()),
-            "{faults:?}"
-        );
+        assert!(recovered.is_placed(), "{faults:?}");
         assert!(recovered.exchange_order_id.is_some());
         assert_eq!(platform.exchange_orders_for(&id), 1);
         assert_reserved(&platform, &account, 20_000).await;
     }
 }
 
-/// The placement never reached the exchange. Before the deadline (plus
-/// margins) recovery only asks and waits; after it, it cancels by client id
-/// (a tombstone), records "not placed", releases once, closes.
+/// The placement never reaches the exchange while its window is open: the
+/// handler sends it again with the same client order id until its budget is
+/// spent (`202`, the sends counted); recovery asks and waits until the
+/// deadline plus margins, then cancels by client id (a tombstone), records
+/// "not placed" with the attempts and the last error, releases once, closes.
 #[tokio::test]
 async fn placement_that_never_arrived_is_concluded_only_after_the_deadline() {
     let platform = Platform::spawn("place-never").await;
@@ -323,23 +341,29 @@ async fn placement_that_never_arrived_is_concluded_only_after_the_deadline() {
         .await;
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     let id = id_of(&order_body(first).await);
-    platform.heal_exchange();
+    let sent = platform.order(&id).await;
+    let placement = sent.place.as_ref().expect("started");
+    assert!(
+        placement.sends > 1,
+        "sent again within the window: {placement:?}"
+    );
+    assert!(placement.last_error.is_some());
 
     let orders = platform.orders();
+    let settings = &platform.settings;
+    // Past the deadline (the exchange still refusing), short of the margins.
+    platform.clock.advance_ms(settings.placement_window_ms + 1);
     let early = orders.drive(&id, Driver::Recovery).await.expect("drive");
     assert!(
-        early.place.as_ref().is_some_and(|p| p.is_processing()),
-        "not concluded before the deadline"
+        early.place.as_ref().is_some_and(|p| p.step.is_processing()),
+        "not concluded before the deadline and margins"
     );
     assert!(!early.is_closed());
     assert_reserved(&platform, &account, 40_000).await;
 
-    let settings = &platform.settings;
+    platform.heal_exchange();
     platform.clock.advance_ms(
-        settings.placement_window_ms
-            + settings.recovery.clock_skew_margin_ms
-            + settings.recovery.max_invocation_ms
-            + 1,
+        settings.recovery.clock_skew_margin_ms + settings.recovery.max_in_flight_ms + 1,
     );
     let late = orders.drive(&id, Driver::Recovery).await.expect("drive");
     assert_eq!(late.status(), OrderStatus::Failed);
@@ -356,14 +380,44 @@ async fn placement_that_never_arrived_is_concluded_only_after_the_deadline() {
     );
 }
 
+/// The first send fails before reaching the exchange and the window is
+/// still open: recovery's lookup finds nothing and sends it again with the
+/// same client order id; it is placed, never failed for a transient reason.
+#[tokio::test]
+async fn a_placement_that_did_not_arrive_is_sent_again_within_its_window() {
+    let platform = Platform::spawn("place-resend").await;
+    let account = funded_account(&platform.balances, "gwen", 1_000_000).await;
+    platform.set_exchange_faults(exchange_faults(
+        SimOperation::Place,
+        OpFaults {
+            fail_before_5xx: 1.0,
+            ..OpFaults::default()
+        },
+    ));
+    let first = platform
+        .post_order(&account, "k", &limit_buy(4, "100.00"))
+        .await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let id = id_of(&order_body(first).await);
+    platform.heal_exchange();
+    let placed = platform
+        .orders()
+        .drive(&id, Driver::Recovery)
+        .await
+        .expect("drive");
+    assert!(placed.is_placed(), "{placed:?}");
+    assert_eq!(platform.exchange_orders_for(&id), 1);
+}
+
 /// Crash points between a step's `processing` record and its external call:
 /// the records say `processing`, nothing was sent. Recovery sends the
-/// reservation (its key makes a repeat harmless); a placement it never sends
-/// again, it asks about, and only after the deadline concludes "not placed".
+/// reservation (its key makes a repeat harmless); a placement whose window
+/// is open it sends again (the same request); one whose window has closed it
+/// asks about, and concludes "not placed" only after the deadline and margins.
 #[tokio::test]
 async fn crashes_before_sending_are_recovered() {
     use app::order_store::OrderStore;
-    use domain::order::Step;
+    use domain::order::{Placement, Step, StepState};
     let platform = Platform::spawn("crash").await;
     let account = funded_account(&platform.balances, "hal", 1_000_000).await;
     let orders = platform.orders();
@@ -376,60 +430,68 @@ async fn crashes_before_sending_are_recovered() {
         .drive(&reserving.id, Driver::Recovery)
         .await
         .expect("drive");
-    assert!(
-        recovered.reserve.is_succeeded()
-            && recovered.place.as_ref().is_some_and(|p| p.is_succeeded())
-    );
-    assert_eq!(recovered.reserve.attempt, 2, "recovery took the step over");
+    assert!(recovered.reserve.is_succeeded() && recovered.is_placed());
     assert_eq!(platform.exchange_orders_for(&reserving.id), 1);
 
     // Crash after `place: processing` was recorded (the reservation was made).
-    let mut placing = system_tests::orders::sample_order(&account, now, now);
-    let reservation = domain::Operation::Reserve {
+    let reserved = |order: &domain::order::Order| domain::Operation::Reserve {
         asset: Asset::Cash,
-        amount: placing.reservation.amount,
+        amount: order.reservation.amount,
     };
+    let mut placing = system_tests::orders::sample_order(&account, now, now);
     platform
         .balances
-        .execute(&account, &placing.id.reserve_key(), &reservation)
+        .execute(&account, &placing.id.reserve_key(), &reserved(&placing))
         .await
         .expect("reserve");
-    placing
-        .reserve
-        .finish(domain::order::StepState::Succeeded, now);
-    placing.place = Some(Step::processing(now));
+    placing.reserve = Step::done(StepState::Succeeded, now);
+    let mut placement = Placement::started(now, Some(placing.place_deadline_ms));
+    placement.sends = 1;
+    placing.place = Some(placement.clone());
     orders.store().insert(&placing).await.expect("insert");
-    let waiting = orders
+    let sent = orders
         .drive(&placing.id, Driver::Recovery)
         .await
         .expect("drive");
-    assert!(
-        waiting.place.as_ref().is_some_and(|p| p.is_processing()),
-        "never re-sent, never concluded early"
-    );
-    assert_eq!(platform.exchange_orders_for(&placing.id), 0);
+    assert!(sent.is_placed(), "sent again within its window: {sent:?}");
+    assert_eq!(platform.exchange_orders_for(&placing.id), 1);
+
+    // The same crash, found only after the window closed: never sent again,
+    // concluded only after the deadline and margins.
+    let mut stale = system_tests::orders::sample_order(&account, now, now);
+    platform
+        .balances
+        .execute(&account, &stale.id.reserve_key(), &reserved(&stale))
+        .await
+        .expect("reserve");
+    stale.reserve = Step::done(StepState::Succeeded, now);
+    stale.place = Some(placement);
+    orders.store().insert(&stale).await.expect("insert");
     let recovery = &platform.settings.recovery;
-    let final_at =
-        placing.place_deadline_ms + recovery.clock_skew_margin_ms + recovery.max_invocation_ms;
-    // The clock runs on in real time too: stop well short of the boundary.
-    platform.clock.advance_ms(final_at - now - 2_000);
-    let still_waiting = orders
-        .drive(&placing.id, Driver::Recovery)
+    platform.clock.advance_ms(stale.place_deadline_ms - now + 1);
+    let waiting = orders
+        .drive(&stale.id, Driver::Recovery)
         .await
         .expect("drive");
     assert!(
-        !still_waiting.is_closed(),
-        "short of the deadline and margins it still waits"
+        waiting
+            .place
+            .as_ref()
+            .is_some_and(|p| p.step.is_processing()),
+        "never re-sent after its window, never concluded early"
     );
-    platform.clock.advance_ms(2_001);
+    assert_eq!(platform.exchange_orders_for(&stale.id), 0);
+    platform
+        .clock
+        .advance_ms(recovery.clock_skew_margin_ms + recovery.max_in_flight_ms);
     let concluded = orders
-        .drive(&placing.id, Driver::Recovery)
+        .drive(&stale.id, Driver::Recovery)
         .await
         .expect("drive");
     assert_eq!(concluded.status(), OrderStatus::Failed);
     assert!(concluded.is_closed());
-    // Only the first order's 10 x 100.00 stays reserved.
-    assert_reserved(&platform, &account, 100_000).await;
+    // The first two orders' 10 x 100.00 each stay reserved.
+    assert_reserved(&platform, &account, 200_000).await;
 }
 
 /// A market buy reserves at the quote plus the collar; a sell reserves shares.
@@ -456,18 +518,36 @@ async fn market_buys_and_sells_reserve_what_they_may_need() {
     let market = json!({"symbol": "AAPL", "side": "buy", "type": "market", "quantity": "10"});
     let bought = order_body(platform.post_order(&account, "m-1", &market).await).await;
     let reserved_cents = domain::money::parse_units(&bought.reserved.amount, 2).expect("amount");
+    let protection = bought
+        .protection_price
+        .as_deref()
+        .map(|p| domain::money::parse_units(p, 2).expect("price"))
+        .expect("a market buy carries its protective limit");
+    // The reservation is exactly what the protective limit lets it spend.
+    assert_eq!(reserved_cents, protection * 10);
     let quote = platform
         .exchange
         .state
         .engine()
         .quote("AAPL", app::Clock::now_ms(&app::SystemClock))
         .expect("quote");
-    let at_quote = quote.last.cents() * 10;
+    let last = quote.last.cents();
     assert!(
-        reserved_cents >= at_quote * 10_400 / 10_000
-            && reserved_cents <= at_quote * 10_600 / 10_000,
-        "{reserved_cents} vs {at_quote}"
+        protection >= last * 10_400 / 10_000 && protection <= last * 10_600 / 10_000,
+        "{protection} vs {last}"
     );
+    // The exchange got it as a limit at that price: it can never fill above.
+    let held = platform.exchange.state.engine().audit();
+    let at_exchange = held
+        .orders
+        .iter()
+        .find(|o| o.client_order_id == bought.id)
+        .expect("placed");
+    assert_eq!(at_exchange.limit_price.map(|p| p.cents()), Some(protection));
+    assert!(at_exchange
+        .executions
+        .iter()
+        .all(|e| e.price.cents() <= protection));
 
     let sell = json!({"symbol": "AAPL", "side": "sell", "type": "limit", "quantity": "20", "limit_price": "1.00"});
     let sold = order_body(platform.post_order(&account, "s-1", &sell).await).await;
@@ -554,20 +634,10 @@ async fn cancel_closes_through_the_normal_path() {
             .send()
     };
     let response = cancel().await.expect("sent");
-    assert!(matches!(
-        response.status(),
-        StatusCode::ACCEPTED | StatusCode::OK
-    ));
+    assert_eq!(response.status(), StatusCode::OK);
     let id = id_of(&placed);
-    // The final status arrives by webhook or, as here, by recovery's pull.
-    platform
-        .clock
-        .advance_ms(platform.settings.recovery.quiet_after_ms + 1);
-    let closed = platform
-        .orders()
-        .drive(&id, Driver::Recovery)
-        .await
-        .expect("drive");
+    // The exchange confirmed the cancel in its answer: the order is closed.
+    let closed = platform.order(&id).await;
     assert_eq!(closed.status(), OrderStatus::Cancelled);
     assert!(closed.is_closed());
     assert_reserved(&platform, &account, 0).await;
@@ -650,6 +720,11 @@ async fn bad_input_is_refused_and_writes_nothing() {
         case(
             "limit order without a price",
             r#"{"symbol":"AAPL","side":"buy","type":"limit","quantity":"1"}"#,
+            bad_request,
+        ),
+        case(
+            "unknown time in force",
+            r#"{"symbol":"AAPL","side":"buy","type":"limit","quantity":"1","limit_price":"10.00","time_in_force":"forever"}"#,
             bad_request,
         ),
         case(
@@ -760,10 +835,11 @@ async fn bad_input_is_refused_and_writes_nothing() {
 }
 
 /// The exchange's answer to a cancel is lost, before or after the cancel
-/// took effect: the caller gets 503 (not a 202 for a cancel that may never
-/// have arrived), repeats it, and the order then closes cancelled.
+/// took effect: the caller gets `202` with `cancel: processing` (never a
+/// `503`: the platform holds the intent and repeats it), and recovery
+/// repeats the cancel until the exchange confirms; the order closes cancelled.
 #[tokio::test]
-async fn cancel_with_a_lost_answer_asks_the_caller_to_repeat_it() {
+async fn a_cancel_whose_answer_is_lost_is_repeated_by_the_platform() {
     let modes = [
         OpFaults {
             fail_before_5xx: 1.0,
@@ -783,31 +859,26 @@ async fn cancel_with_a_lost_answer_asks_the_caller_to_repeat_it() {
                 .await,
         )
         .await;
-        let cancel = || {
-            platform
-                .http
-                .delete(format!("{}/orders/{}", platform.orders_url, placed.id))
-                .header("authorization", bearer(&account))
-                .send()
-        };
         platform.set_exchange_faults(exchange_faults(SimOperation::Cancel, faults.clone()));
-        let lost = cancel().await.expect("sent");
-        assert_eq!(lost.status(), StatusCode::SERVICE_UNAVAILABLE, "{faults:?}");
-        platform.heal_exchange();
-        let repeated = cancel().await.expect("sent");
-        assert!(
-            matches!(repeated.status(), StatusCode::ACCEPTED | StatusCode::OK),
-            "{faults:?}"
-        );
-        let id = id_of(&placed);
-        platform
-            .clock
-            .advance_ms(platform.settings.recovery.quiet_after_ms + 1);
-        let closed = platform
-            .orders()
-            .drive(&id, Driver::Recovery)
+        let lost = platform
+            .http
+            .delete(format!("{}/orders/{}", platform.orders_url, placed.id))
+            .header("authorization", bearer(&account))
+            .send()
             .await
-            .expect("drive");
+            .expect("sent");
+        assert_eq!(lost.status(), StatusCode::ACCEPTED, "{faults:?}");
+        let body = order_body(lost).await;
+        let cancel = body
+            .steps
+            .iter()
+            .find(|s| s.name == "cancel")
+            .expect("a cancel step");
+        assert_eq!(cancel.state, "processing");
+        platform.heal_exchange();
+        let id = id_of(&placed);
+        platform.reconcile_until_closed(&id).await;
+        let closed = platform.order(&id).await;
         assert_eq!(closed.status(), OrderStatus::Cancelled, "{faults:?}");
         assert_reserved(&platform, &account, 0).await;
     }

@@ -32,6 +32,9 @@ pub struct Executed {
     pub replayed: bool,
 }
 
+/// Times a shortfall settlement is recomputed when the balance moves under it.
+const SHORTFALL_ATTEMPTS: usize = 4;
+
 pub struct BalancesService<S, C> {
     store: S,
     clock: C,
@@ -48,7 +51,9 @@ impl<S: LedgerStore, C: Clock> BalancesService<S, C> {
 
     /// Runs `operation` once per (account, key). A refusal for lack of funds is
     /// an outcome like success: it is stored and replayed, never retried
-    /// behind the caller's back.
+    /// behind the caller's back. A settlement is never refused for lack of
+    /// funds: the exchange executed it, so what the account cannot cover
+    /// is recorded as owed (a shortfall) in the same step.
     pub async fn execute(
         &self,
         account: AccountId,
@@ -70,8 +75,56 @@ impl<S: LedgerStore, C: Clock> BalancesService<S, C> {
                 replayed: false,
             }),
             Applied::AlreadyExists(existing) => replay(existing, &record.fingerprint),
+            Applied::Insufficient(asset)
+                if matches!(record.operation, Operation::Settle { .. }) =>
+            {
+                self.settle_with_shortfall(record, asset).await
+            }
             Applied::Insufficient(asset) => self.refuse(record, asset).await,
         }
+    }
+
+    /// A settlement the account's balances cannot cover as asked: takes what
+    /// the reservation and `available` hold and records the rest as owed.
+    /// Another operation may move the balance in between; then this is
+    /// computed again from the new balance.
+    async fn settle_with_shortfall(
+        &self,
+        record: OperationRecord,
+        asset: Asset,
+    ) -> Result<Executed, BalancesError> {
+        for _ in 0..SHORTFALL_ATTEMPTS {
+            let balances = self.store.balances(&record.account).await?;
+            if balances.is_empty() {
+                return Err(BalancesError::UnknownAccount);
+            }
+            let now = balances.get(&asset).copied().unwrap_or_default();
+            let (changes, outcome) = match record.operation.settle_against(now)? {
+                Some((changes, asset, units)) if units > 0 => {
+                    (changes, Outcome::Shortfall { asset, units })
+                }
+                Some((changes, _, _)) => (changes, Outcome::Succeeded),
+                None => (record.operation.changes()?, Outcome::Succeeded),
+            };
+            let record = OperationRecord {
+                outcome,
+                ..record.clone()
+            };
+            match self.store.apply(&record, &changes).await? {
+                Applied::Stored => {
+                    if let Outcome::Shortfall { asset, units } = &record.outcome {
+                        tracing::error!(account = %record.account, key = %record.key, %asset, units, "settlement beyond the account's funds: shortfall recorded");
+                    }
+                    return Ok(Executed {
+                        record,
+                        replayed: false,
+                    });
+                }
+                Applied::AlreadyExists(existing) => return replay(existing, &record.fingerprint),
+                Applied::Insufficient(_) => continue,
+            }
+        }
+        Err(StoreError::Unavailable("the balance kept moving; repeat the settlement".into()).into())
     }
 
     async fn refuse(

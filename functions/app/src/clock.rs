@@ -8,6 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Waits `ms` (a backoff between retries). A manual clock moves itself
+    /// forward instead, so the simulation stays deterministic.
+    fn pause(&self, ms: u64) -> impl std::future::Future<Output = ()> + Send;
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -19,6 +23,10 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    async fn pause(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
 }
 
@@ -40,11 +48,19 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
+
+    async fn pause(&self, ms: u64) {
+        self.advance_ms(ms);
+    }
 }
 
-impl<C: Clock + ?Sized> Clock for Arc<C> {
+impl<C: Clock> Clock for Arc<C> {
     fn now_ms(&self) -> u64 {
         (**self).now_ms()
+    }
+
+    async fn pause(&self, ms: u64) {
+        (**self).pause(ms).await
     }
 }
 
@@ -62,5 +78,9 @@ impl OffsetClock {
 impl Clock for OffsetClock {
     fn now_ms(&self) -> u64 {
         SystemClock.now_ms() + self.0.load(Ordering::SeqCst)
+    }
+
+    async fn pause(&self, ms: u64) {
+        SystemClock.pause(ms).await
     }
 }

@@ -1,25 +1,30 @@
-//! The exchange as the platform calls it: place by client order id, look up
-//! by it, cancel by it (a cancel of an id it has never seen leaves a
-//! tombstone, so a late placement can never land), and pull executions.
+//! The exchange as the platform calls it: place by client order id, look it
+//! up by that id, cancel, pull executions, read the day's orders. What the
+//! venue guarantees ([`VenueRules`]) is part of the port: recovery's
+//! conclusions follow it.
 
 use std::future::Future;
 
-use domain::order::{Execution, OrderId, OrderType};
+use domain::order::{Execution, OrderId, OrderType, TimeInForce, VenueRules};
 use domain::{AccountId, Price, Quantity, Side, Symbol};
 
-/// One placement. An order is always sent with the same fields (the deadline
-/// included), so a repeat is recognised by the exchange as the same request.
+/// One placement. An order is always sent with the same fields (the
+/// deadline included), so a repeat is recognised by the exchange as the
+/// same request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaceRequest {
     pub client_order_id: OrderId,
     pub account: AccountId,
     pub symbol: Symbol,
     pub side: Side,
+    /// A market order with a protective limit goes out as a limit order.
     pub order_type: OrderType,
     pub quantity: Quantity,
     pub limit_price: Option<Price>,
-    /// The exchange refuses the request once this has passed (Unix ms).
-    pub expire_at_ms: u64,
+    pub time_in_force: TimeInForce,
+    /// The request deadline in the venue's clock (Unix ms), sent only to
+    /// venues that enforce one: arriving later, the request is refused.
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +51,9 @@ impl ExchangeOrderStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeOrder {
     pub order_id: String,
-    pub client_order_id: OrderId,
+    /// As the venue holds it: not necessarily one of ours (the day's list
+    /// shows every order of the account).
+    pub client_order_id: String,
     pub status: ExchangeOrderStatus,
     pub cum_quantity: u64,
 }
@@ -65,8 +72,11 @@ pub enum PlaceOutcome {
 pub enum CancelOutcome {
     /// The order is (now) cancelled, or had already ended: here is its state.
     Known(ExchangeOrder),
-    /// The exchange never saw the id; it is now tombstoned.
+    /// The exchange never saw the id; it is now tombstoned (venues that do so).
     Tombstoned,
+    /// The exchange holds no such order and stored nothing (venues without
+    /// tombstones): not proof of absence by itself.
+    NotFound,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +92,25 @@ pub enum ExchangeError {
     Protocol(String),
 }
 
+/// The venue's clock against ours, as measured: venue time = our time +
+/// `offset_ms`, known to within `uncertainty_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VenueClock {
+    pub offset_ms: i64,
+    pub uncertainty_ms: u64,
+}
+
+impl VenueClock {
+    /// `our_ms` on the venue's clock.
+    pub fn to_venue(self, our_ms: u64) -> u64 {
+        our_ms.saturating_add_signed(self.offset_ms)
+    }
+}
+
 pub trait Exchange: Send + Sync {
+    /// What this venue guarantees (configured per venue).
+    fn rules(&self) -> VenueRules;
+
     fn place(
         &self,
         request: &PlaceRequest,
@@ -100,14 +128,28 @@ pub trait Exchange: Send + Sync {
         exchange_order_id: &str,
     ) -> impl Future<Output = Result<Vec<Execution>, ExchangeError>> + Send;
 
+    /// Cancels by client order id where the venue allows it, else by its
+    /// own id (`exchange_order_id`, required then).
     fn cancel(
         &self,
         client_order_id: &OrderId,
+        exchange_order_id: Option<&str>,
     ) -> impl Future<Output = Result<CancelOutcome, ExchangeError>> + Send;
 
-    /// The price a market buy's reservation is sized on.
+    /// The price a market order's protection and reservation are sized on.
     fn reference_price(
         &self,
         symbol: &Symbol,
     ) -> impl Future<Output = Result<Price, ExchangeError>> + Send;
+
+    /// The venue's clock against ours, measured (kept for a while, so most
+    /// calls cost nothing).
+    fn clock(&self) -> impl Future<Output = Result<VenueClock, ExchangeError>> + Send;
+
+    /// Every order of one trading day (`YYYY-MM-DD`), all pages: the
+    /// evidence of the end-of-day reconciliation.
+    fn day_orders(
+        &self,
+        trade_date: &str,
+    ) -> impl Future<Output = Result<Vec<ExchangeOrder>, ExchangeError>> + Send;
 }

@@ -1,11 +1,15 @@
-//! Storage port of the trading table. An order and all its step records are
-//! one stored value with a version: every write is conditional on the
-//! version it read, so concurrent handlers never overwrite each other's
-//! records (the loser re-reads and re-derives).
+//! Storage port of the trading table.
+//!
+//! An order is one record with a version ([`OrderStore::save`] is
+//! conditional on it, so concurrent handlers never overwrite each other:
+//! the loser re-reads and re-derives), plus one record per execution in the
+//! order's partition, written once (the `exec_id` is where a duplicate
+//! stops). Executions that wait for the settling slot have records of their
+//! own kind, so the next one is found without reading the settled ones.
 
 use std::future::Future;
 
-use domain::order::{Order, OrderId};
+use domain::order::{ExecId, FillRecord, Order, OrderId};
 use domain::{AccountId, IdempotencyKey};
 
 pub use crate::ledger_store::StoreError;
@@ -59,6 +63,28 @@ pub struct OrderPage {
     pub next: Option<OrderId>,
 }
 
+/// A page of an order's execution records, by `exec_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillPage {
+    pub fills: Vec<FillRecord>,
+    pub next: Option<ExecId>,
+}
+
+/// One entry of the open-order index: when the order is due, and which.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DueEntry {
+    pub due_at_ms: u64,
+    pub id: OrderId,
+}
+
+/// Where the written record of an execution went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FillWritten {
+    Written,
+    /// A record of this `exec_id` exists already (as it is).
+    Exists(FillRecord),
+}
+
 pub trait OrderStore: Send + Sync + 'static {
     /// Claims `(account, key)` unless a record that has not expired at
     /// `now_ms` holds it.
@@ -82,6 +108,38 @@ pub trait OrderStore: Send + Sync + 'static {
         expected_version: u64,
     ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
 
+    /// The record of one execution of the order, settled or waiting.
+    fn fill(
+        &self,
+        id: &OrderId,
+        exec_id: &ExecId,
+    ) -> impl Future<Output = Result<Option<FillRecord>, StoreError>> + Send;
+
+    /// Writes an execution's record (settled, or waiting for the slot)
+    /// unless one of this state and `exec_id` exists. With
+    /// `remove_waiting`, a settled record also removes the waiting record of
+    /// the same execution (it came from the waiting list).
+    fn put_fill(
+        &self,
+        id: &OrderId,
+        record: &FillRecord,
+        remove_waiting: bool,
+    ) -> impl Future<Output = Result<FillWritten, StoreError>> + Send;
+
+    /// The waiting execution that has waited longest, if any.
+    fn next_waiting(
+        &self,
+        id: &OrderId,
+    ) -> impl Future<Output = Result<Option<FillRecord>, StoreError>> + Send;
+
+    /// A page of the order's execution records (settled and waiting), by `exec_id`.
+    fn fills(
+        &self,
+        id: &OrderId,
+        after: Option<&ExecId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<FillPage, StoreError>> + Send;
+
     fn list_for_account(
         &self,
         account: &AccountId,
@@ -89,12 +147,27 @@ pub trait OrderStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<OrderPage, StoreError>> + Send;
 
-    /// Open orders of one shard of the open-order index whose next look is
-    /// due at `now_ms`, oldest due first. Reads grow with open orders only.
+    /// Open orders of one shard of the open-order index with a due time in
+    /// `(after, until_ms]`, ascending. Reads grow with the due orders only.
     fn due_orders(
         &self,
         shard: u32,
-        now_ms: u64,
+        after: Option<&DueEntry>,
+        until_ms: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<OrderId>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<DueEntry>, StoreError>> + Send;
+
+    /// A small named record of the reconciler's own progress (a cursor).
+    fn cursor(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Versioned<String>>, StoreError>> + Send;
+
+    /// Replaces the cursor if it is still at `expected_version` (0: absent).
+    fn save_cursor(
+        &self,
+        name: &str,
+        value: &str,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<Saved, StoreError>> + Send;
 }

@@ -8,6 +8,7 @@
 //!   implementing `Exchange`.
 //! - [`sqs`]: the SQS `FillQueue` (fill queue and its dead-letter queue).
 //! - [`http_edge`]: reading the idempotency key and content type of a request.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines, one shape for every function.
 //! - [`order_service`]: settings and use cases shared by the functions that drive orders.
 //!
 //! Endpoints come from the SDK's standard configuration
@@ -18,6 +19,7 @@ pub mod balances_http;
 pub mod dynamodb;
 pub mod exchange_http;
 pub mod http_edge;
+pub mod metrics;
 pub mod order_service;
 pub mod sqs;
 

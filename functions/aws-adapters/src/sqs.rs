@@ -1,5 +1,10 @@
-//! The SQS `FillQueue`: reports go to the fill queue as JSON, unprocessable
-//! webhooks to its dead-letter queue with the reason.
+//! The SQS `FillQueue`: reports go to the FIFO fill queue as JSON, one
+//! message group per order (`MessageGroupId` = client order id), so one
+//! order's reports are applied one at a time and in the order received,
+//! while different orders run in parallel; the venue's delivery id is the
+//! `MessageDeduplicationId`, so a webhook retried within five minutes is
+//! queued once (the permanent de-duplication is the execution's record).
+//! What must not be applied goes to the dead-letter queue with its reason.
 //!
 //! A send counts only when SQS answered with a `MessageId`; anything else is
 //! `Unavailable`, so the webhook answers `503` and the exchange retries.
@@ -15,6 +20,12 @@ use serde::Serialize;
 pub const ATTRIBUTE_CLIENT_ORDER_ID: &str = "client_order_id";
 /// Message attribute naming what the message is: `execution`, `final` or `set_aside`.
 pub const ATTRIBUTE_KIND: &str = "kind";
+/// Message attribute of a set-aside message: why it was set aside.
+pub const ATTRIBUTE_REASON: &str = "reason";
+/// Message group of set-aside messages on the (FIFO) dead-letter queue.
+pub const SET_ASIDE_GROUP: &str = "set-aside";
+/// Longest reason kept in a message attribute.
+const MAX_REASON_CHARS: usize = 256;
 /// Most characters of a set-aside payload kept. JSON may escape a character
 /// into six bytes; 32 Ki of them stay inside SQS's 256 KiB message limit.
 pub const MAX_SET_ASIDE_PAYLOAD_CHARS: usize = 32 * 1024;
@@ -72,13 +83,17 @@ impl SqsFillQueue {
         &self,
         queue_url: &str,
         body: String,
+        group: &str,
+        deduplication: &str,
         attributes: &[(&str, &str)],
     ) -> Result<String, QueueError> {
         let mut request = self
             .client
             .send_message()
             .queue_url(queue_url)
-            .message_body(body);
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(deduplication_id(deduplication));
         for (name, value) in attributes {
             request = request.message_attributes(*name, string_attribute(value)?);
         }
@@ -90,6 +105,12 @@ impl SqsFillQueue {
             QueueError::Unavailable("SendMessage answered without a MessageId".into())
         })
     }
+}
+
+/// SQS takes at most 128 characters of a restricted set: a digest fits any id.
+fn deduplication_id(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 fn string_attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
@@ -113,29 +134,45 @@ pub fn parse_report(body: &str) -> Result<ExchangeReport, serde_json::Error> {
 }
 
 impl FillQueue for SqsFillQueue {
-    async fn send(&self, report: &ExchangeReport) -> Result<(), QueueError> {
+    async fn send(&self, report: &ExchangeReport, delivery_id: &str) -> Result<(), QueueError> {
         let body = serde_json::to_string(report)
             .map_err(|e| QueueError::Unavailable(format!("cannot serialise the report: {e}")))?;
+        let order = report.client_order_id().as_str();
         let attributes = [
-            (ATTRIBUTE_CLIENT_ORDER_ID, report.client_order_id().as_str()),
+            (ATTRIBUTE_CLIENT_ORDER_ID, order),
             (ATTRIBUTE_KIND, kind(report)),
         ];
         let message_id = self
-            .send_message(&self.queue_url, body, &attributes)
+            .send_message(&self.queue_url, body, order, delivery_id, &attributes)
             .await?;
         tracing::debug!(%message_id, client_order_id = %report.client_order_id(), "report queued");
         Ok(())
     }
 
-    async fn set_aside(&self, payload: &str, reason: &str) -> Result<(), QueueError> {
+    async fn set_aside(
+        &self,
+        payload: &str,
+        reason: &str,
+        delivery_id: &str,
+    ) -> Result<(), QueueError> {
         // JSON escapes control characters, so any payload makes a valid SQS body.
         let body = serde_json::to_string(&SetAsideBody {
             set_aside: SetAside::new(reason, payload),
         })
         .map_err(|e| QueueError::Unavailable(format!("cannot serialise the message: {e}")))?;
-        let attributes = [(ATTRIBUTE_KIND, "set_aside")];
+        let reason_attribute: String = reason.chars().take(MAX_REASON_CHARS).collect();
+        let attributes = [
+            (ATTRIBUTE_KIND, "set_aside"),
+            (ATTRIBUTE_REASON, reason_attribute.as_str()),
+        ];
         let message_id = self
-            .send_message(&self.dead_letter_queue_url, body, &attributes)
+            .send_message(
+                &self.dead_letter_queue_url,
+                body.clone(),
+                SET_ASIDE_GROUP,
+                delivery_id,
+                &attributes,
+            )
             .await?;
         tracing::debug!(%message_id, reason, "payload set aside");
         Ok(())
@@ -162,6 +199,7 @@ mod tests {
                     exchange_order_id: "x-1".into(),
                     quantity: Quantity::new(7).expect("quantity"),
                     price: Price::parse("187.25").expect("price"),
+                    cum_quantity: Some(7),
                 },
             },
             ExchangeReport::Final {
@@ -177,6 +215,17 @@ mod tests {
             let body = serde_json::to_string(&report).expect("serialise");
             assert_eq!(parse_report(&body).expect("parse"), report);
         }
+    }
+
+    #[test]
+    fn deduplication_ids_fit_sqs_whatever_the_delivery_id() {
+        let id = deduplication_id(&"webhook id with spaces and ✓".repeat(20));
+        assert_eq!(id.len(), 64);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            id,
+            deduplication_id(&"webhook id with spaces and ✓".repeat(20))
+        );
     }
 
     #[test]

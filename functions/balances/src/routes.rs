@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::{AccountId, Catalog, IdempotencyKey, Outcome};
+use tracing::Instrument;
 
 use crate::problem::ApiError;
 
@@ -82,13 +83,20 @@ async fn execute<S: LedgerStore, C: Clock>(
         .map_err(|e| ApiError::invalid(StatusCode::BAD_REQUEST, e.to_string()))?;
 
     let span = tracing::info_span!("operation", %account, key = %key, kind = operation.kind());
-    let _entered = span.enter();
-    let executed = state.service.execute(account, key, operation).await?;
+    let executed = state
+        .service
+        .execute(account, key, operation)
+        .instrument(span.clone())
+        .await?;
     let record = &executed.record;
-    tracing::info!(outcome = ?record.outcome, replayed = executed.replayed, "operation answered");
+    span.in_scope(|| {
+        tracing::info!(outcome = ?record.outcome, replayed = executed.replayed, "operation answered");
+    });
 
     let mut response = match &record.outcome {
-        Outcome::Succeeded => Json(OperationRecordBody::from_record(record)).into_response(),
+        Outcome::Succeeded | Outcome::Shortfall { .. } => {
+            Json(OperationRecordBody::from_record(record)).into_response()
+        }
         Outcome::Failed(failure) => ApiError::refused(record, failure.to_string()).into_response(),
     };
     if executed.replayed {

@@ -1,95 +1,147 @@
-//! The fill processor (SQS event source, `ReportBatchItemFailures`).
+//! The fill processor (SQS FIFO event source, `ReportBatchItemFailures`).
 //!
-//! Each message is one exchange report. It is applied to its order exactly
-//! once (the order's record of executions is where a duplicate stops), then
-//! the order is driven on: the fill is settled at Balances with key
-//! `<order>:fill:<exec_id>`, and a finished order releases what is left of
-//! its reservation and closes. Only the failed messages of a batch are
-//! reported, so one bad message never holds back the others; a message that
-//! can never apply (unknown order, a fill beyond the order) fails every time
-//! and reaches the dead-letter queue after the queue's `maxReceiveCount`,
-//! with its reason in the logs.
+//! Each message is one exchange report; its message group is its order, so
+//! one order's reports come one at a time and in the order received, while
+//! different orders run in parallel. A report is applied once (its
+//! execution's own record is where a duplicate stops) and the order is
+//! driven on: settled at Balances with key `<order>:fill:<exec_id>`, the
+//! rest of the reservation released with the last settlement, closed.
 //!
-//! Standard queue, not FIFO: de-duplication happens in the order record,
-//! which is permanent (FIFO's lasts 5 minutes), and fills of one order may
-//! arrive in any order because the order record, not the arrival order,
-//! decides what is left to do. FIFO would add a per-group throughput cap and
-//! let one slow order block its group, for no safety gained.
+//! What is acknowledged: every report that is recorded, whatever happens to
+//! its settlement (a Balances outage leaves the settlement to recovery, not
+//! to redelivery, so nothing applied ever reaches the dead-letter queue),
+//! and every report set aside with its reason (unreadable, or not confirmed
+//! by the exchange). What is retried: only what could not be recorded now
+//! (the table or the exchange unreachable), and, FIFO, every later message
+//! of the same order with it. Messages left when the invocation's time is
+//! nearly up are handed back unstarted.
+
+use std::collections::BTreeMap;
 
 use app::balances::Balances;
 use app::exchange::Exchange;
+use app::fill_queue::FillQueue;
 use app::order_store::OrderStore;
-use app::orders::{Orders, ReportError, ReportOutcome};
+use app::orders::{Orders, ReportOutcome};
 use app::Clock;
 use aws_adapters::sqs::parse_report;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use std::collections::BTreeMap;
-
 use futures::future::join_all;
+use tracing::Instrument;
+
+/// A message is started only with at least this much of the invocation
+/// left: enough for one report's calls at their timeouts.
+pub const TIME_PER_MESSAGE_MS: u64 = 10_000;
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageResult {
     Applied,
     Duplicate,
-    /// Retry later (the message stays on the queue).
+    /// Kept on the dead-letter queue with its reason; acknowledged here.
+    SetAside(String),
+    /// Could not be recorded now: delivered again.
     Retry(String),
-    /// Can never apply: it will reach the dead-letter queue.
-    Poison(String),
+    /// Not started (time, or an earlier message of its order to be retried first).
+    NotStarted,
+}
+
+impl MessageResult {
+    fn acknowledged(&self) -> bool {
+        matches!(
+            self,
+            MessageResult::Applied | MessageResult::Duplicate | MessageResult::SetAside(_)
+        )
+    }
+}
+
+/// Counts of one batch, for the log line and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub set_aside: u64,
+    pub retried: u64,
+}
+
+/// The message group of an SQS message: the order it is about.
+fn group_of(message: &SqsMessage) -> String {
+    message
+        .attributes
+        .get("MessageGroupId")
+        .cloned()
+        .or_else(|| {
+            message
+                .body
+                .as_deref()
+                .and_then(|b| parse_report(b).ok())
+                .map(|r| r.client_order_id().to_string())
+        })
+        .unwrap_or_default()
 }
 
 /// Handles one batch; the answer names only the messages to deliver again.
-pub async fn handle_batch<S, B, E, C>(
+/// `deadline_ms`: when the invocation is cut off (the clock's time).
+pub async fn handle_batch<S, B, E, C, Q>(
     orders: &Orders<S, B, E, C>,
+    set_aside: &Q,
     event: SqsEvent,
-) -> SqsBatchResponse
+    deadline_ms: u64,
+) -> (SqsBatchResponse, BatchSummary)
 where
     S: OrderStore,
     B: Balances,
     E: Exchange,
     C: Clock,
+    Q: FillQueue,
 {
-    // Orders in parallel, each order's messages one after another: messages
-    // of one order would only contend for its record.
-    let mut by_order: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, message) in event.records.iter().enumerate() {
-        let order = message
-            .body
-            .as_deref()
-            .and_then(|b| parse_report(b).ok())
-            .map(|r| r.client_order_id().to_string());
-        by_order
-            .entry(order.unwrap_or_default())
-            .or_default()
-            .push(index);
+        groups.entry(group_of(message)).or_default().push(index);
     }
     let records = &event.records;
-    let groups = by_order.into_values().map(|indexes| async move {
+    let runs = groups.into_values().map(|indexes| async move {
         let mut results = Vec::with_capacity(indexes.len());
+        let mut stopped = false;
         for index in indexes {
-            results.push((index, handle_message(orders, &records[index]).await));
+            let time_left = deadline_ms.saturating_sub(orders.now());
+            let result = if stopped || time_left < TIME_PER_MESSAGE_MS {
+                MessageResult::NotStarted
+            } else {
+                handle_message(orders, set_aside, &records[index]).await
+            };
+            // FIFO: nothing of this order goes ahead of a message handed back.
+            stopped |= !result.acknowledged();
+            results.push((index, result));
         }
         results
     });
     let mut results: Vec<(usize, MessageResult)> =
-        join_all(groups).await.into_iter().flatten().collect();
+        join_all(runs).await.into_iter().flatten().collect();
     results.sort_by_key(|(index, _)| *index);
     let mut response = SqsBatchResponse::default();
+    let mut summary = BatchSummary::default();
     for (message, (_, result)) in event.records.iter().zip(results) {
         let id = message.message_id.clone().unwrap_or_default();
         match result {
-            MessageResult::Applied | MessageResult::Duplicate => {}
+            MessageResult::Applied => summary.applied += 1,
+            MessageResult::Duplicate => summary.duplicates += 1,
+            MessageResult::SetAside(reason) => {
+                summary.set_aside += 1;
+                tracing::error!(message_id = %id, %reason, "report set aside on the dead-letter queue");
+            }
             MessageResult::Retry(reason) => {
-                tracing::warn!(message_id = %id, %reason, "fill not finished; will be delivered again");
+                summary.retried += 1;
+                tracing::warn!(message_id = %id, %reason, "report not recorded; delivered again");
                 response.batch_item_failures.push(failure(id));
             }
-            MessageResult::Poison(reason) => {
-                tracing::error!(message_id = %id, %reason, "poison fill message; bound for the dead-letter queue");
+            MessageResult::NotStarted => {
+                summary.retried += 1;
                 response.batch_item_failures.push(failure(id));
             }
         }
     }
-    response
+    (response, summary)
 }
 
 fn failure(item_identifier: String) -> BatchItemFailure {
@@ -98,8 +150,9 @@ fn failure(item_identifier: String) -> BatchItemFailure {
     failure
 }
 
-pub async fn handle_message<S, B, E, C>(
+pub async fn handle_message<S, B, E, C, Q>(
     orders: &Orders<S, B, E, C>,
+    set_aside: &Q,
     message: &SqsMessage,
 ) -> MessageResult
 where
@@ -107,39 +160,51 @@ where
     B: Balances,
     E: Exchange,
     C: Clock,
+    Q: FillQueue,
 {
     let body = message.body.as_deref().unwrap_or_default();
+    // A redelivered message keeps its id: set aside once, however often
+    // a crash makes the processor repeat it.
+    let delivery_id = message.message_id.as_deref().unwrap_or(body);
     let report = match parse_report(body) {
         Ok(report) => report,
-        Err(error) => return MessageResult::Poison(format!("unreadable report: {error}")),
+        Err(error) => {
+            let reason = format!("unreadable report: {error}");
+            return keep_aside(set_aside, body, &reason, delivery_id).await;
+        }
     };
     let span = tracing::info_span!("fill", order_id = %report.client_order_id());
-    let _entered = span.enter();
-    match orders.apply_report(&report).await {
-        Ok(ReportOutcome::Applied(order)) => {
-            unfinished(&order).map_or(MessageResult::Applied, MessageResult::Retry)
-        }
-        // A repeat whose first delivery left the settlement unfinished has
-        // just finished it; if it still could not, deliver it again.
-        Ok(ReportOutcome::Duplicate(order)) => {
-            unfinished(&order).map_or(MessageResult::Duplicate, MessageResult::Retry)
-        }
-        Err(error @ (ReportError::UnknownOrder(_) | ReportError::Refused(_))) => {
-            MessageResult::Poison(error.to_string())
+    match orders.apply_report(&report).instrument(span).await {
+        Ok(ReportOutcome::Applied(_)) => MessageResult::Applied,
+        Ok(ReportOutcome::Duplicate(_)) => MessageResult::Duplicate,
+        Ok(ReportOutcome::SetAside { reason }) => {
+            keep_aside(set_aside, body, &reason, delivery_id).await
         }
         Err(error) => MessageResult::Retry(error.to_string()),
     }
 }
 
-/// A settlement or release left `processing` (Balances did not answer): the
-/// message is delivered again, and its repeat finishes it with the same key.
-fn unfinished(order: &domain::order::Order) -> Option<String> {
-    let settling = order
-        .fills
-        .iter()
-        .filter(|f| f.settle.is_processing())
-        .count();
-    let releasing = order.release.as_ref().is_some_and(|r| r.is_processing());
-    let stuck = (settling > 0 || releasing) && order.recovery.flagged.is_none();
-    stuck.then(|| format!("{settling} settlement(s) unfinished, release unfinished: {releasing}"))
+async fn keep_aside<Q: FillQueue>(
+    queue: &Q,
+    body: &str,
+    reason: &str,
+    delivery_id: &str,
+) -> MessageResult {
+    match queue.set_aside(body, reason, delivery_id).await {
+        Ok(()) => MessageResult::SetAside(reason.to_owned()),
+        Err(error) => MessageResult::Retry(format!("could not set it aside: {error}")),
+    }
+}
+
+/// The batch's counts as one CloudWatch Embedded Metric Format line.
+pub fn metrics_line(summary: &BatchSummary) -> String {
+    aws_adapters::metrics::line(
+        "fill-processor",
+        &[
+            ("FillsApplied", summary.applied),
+            ("DuplicateDeliveries", summary.duplicates),
+            ("ReportsSetAside", summary.set_aside),
+            ("ReportsRetried", summary.retried),
+        ],
+    )
 }

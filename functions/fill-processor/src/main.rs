@@ -1,8 +1,9 @@
 //! Lambda entry point of the fill processor: build the clients once, handle batches.
 
-use aws_adapters::order_service::{aws_orders, OrderServiceSettings};
+use aws_adapters::order_service::{aws_orders, required_env, OrderServiceSettings};
+use aws_adapters::sqs::SqsFillQueue;
 use aws_lambda_events::event::sqs::SqsEvent;
-use fill_processor::handle_batch;
+use fill_processor::{handle_batch, metrics_line};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -17,9 +18,15 @@ async fn main() -> Result<(), Error> {
     let settings = OrderServiceSettings::from_env()?;
     let config = aws_config::load_from_env().await;
     let orders = aws_orders(&config, &settings)?;
-    let orders = &orders;
+    // Reports that must not be applied go to the dead-letter queue with their reason.
+    let dead_letters = required_env("FILL_DEAD_LETTER_QUEUE_URL")?;
+    let set_aside = SqsFillQueue::new(aws_sdk_sqs::Client::new(&config), "", dead_letters);
+    let (orders, set_aside) = (&orders, &set_aside);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle_batch(orders, event.payload).await)
+        let deadline_ms = event.context.deadline;
+        let (response, summary) = handle_batch(orders, set_aside, event.payload, deadline_ms).await;
+        println!("{}", metrics_line(&summary));
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -136,6 +136,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
                 exchange_order_id,
                 quantity: Quantity::parse(&quantity).map_err(|e| invalid("quantity", e))?,
                 price: Price::parse(&price).map_err(|e| invalid("price", e))?,
+                cum_quantity: event
+                    .cum_quantity
+                    .as_deref()
+                    .map(cum_quantity)
+                    .transpose()?,
             };
             Ok(Parsed::Report(ExchangeReport::Execution {
                 client_order_id,
@@ -214,6 +219,7 @@ mod tests {
                 exchange_order_id: "x-42".into(),
                 quantity: Quantity::new(30).expect("quantity"),
                 price: Price::from_cents(18725).expect("price"),
+                cum_quantity: Some(30),
             },
         };
         assert_eq!(parse_value(&execution()), Ok(Parsed::Report(expected)));

@@ -9,7 +9,6 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 /// Problem types (RFC 9457 `type`).
 pub mod problem_type {
     pub const INVALID_SIGNATURE: &str = "/problems/invalid-signature";
-    pub const INVALID_PAYLOAD: &str = "/problems/invalid-payload";
     pub const INVALID_REQUEST: &str = "/problems/invalid-request";
     pub const NOT_FOUND: &str = "/problems/not-found";
     pub const UNAVAILABLE: &str = "/problems/unavailable";

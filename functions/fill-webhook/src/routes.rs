@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tracing::field::Empty;
 
-use crate::payload::{self, Parsed, PayloadError, MAX_BODY_BYTES};
+use crate::payload::{self, Parsed, MAX_BODY_BYTES};
 use crate::problem::{problem_type, Problem};
 use crate::signature::{self, Secret, SignatureError, SignedHeaders, HEADER_ID, MAX_ID_LEN};
 
@@ -30,8 +30,12 @@ struct AppState<Q, C> {
 /// The body of a `2xx`: what became of the webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
-    /// `queued` (`202`) or `ignored` (`200`, a status that is not final).
+    /// `queued` (`202`), `ignored` (`200`, a status that is not final), or
+    /// `set_aside` (`202`, signed but unreadable: kept for an operator;
+    /// sending it again will not help).
     pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One variant per way a delivery is refused; each maps to one status.
@@ -41,8 +45,6 @@ enum WebhookError {
     Body(#[from] BytesRejection),
     #[error(transparent)]
     Unauthenticated(#[from] SignatureError),
-    #[error(transparent)]
-    Malformed(PayloadError),
     #[error(transparent)]
     Unavailable(#[from] QueueError),
 }
@@ -60,12 +62,6 @@ impl IntoResponse for WebhookError {
                 StatusCode::UNAUTHORIZED,
                 problem_type::INVALID_SIGNATURE,
                 "Invalid signature",
-                error.to_string(),
-            ),
-            WebhookError::Malformed(error) => Problem::new(
-                StatusCode::BAD_REQUEST,
-                problem_type::INVALID_PAYLOAD,
-                "Invalid payload",
                 error.to_string(),
             ),
             // The cause is logged; the exchange only needs to know to retry.
@@ -164,24 +160,41 @@ async fn handle<Q: FillQueue, C: Clock>(
             return Ok(accepted(StatusCode::OK, "ignored"));
         }
         Err(error) => {
-            // Signed by the exchange yet unreadable: retrying will not help,
-            // so keep it where an operator looks, then refuse it.
+            // Signed by the exchange yet unreadable: retrying will not help.
+            // It is kept where an operator looks (once per webhook id: the
+            // dead-letter queue drops a retry it took in the last five
+            // minutes), and the exchange is told it was received, so it
+            // stops retrying it.
             let reason = error.to_string();
             state
                 .queue
-                .set_aside(&String::from_utf8_lossy(&body), &reason)
+                .set_aside(
+                    &String::from_utf8_lossy(&body),
+                    &reason,
+                    &verified.webhook_id,
+                )
                 .await?;
-            return Err(WebhookError::Malformed(error));
+            tracing::error!(%reason, "signed webhook unreadable; set aside");
+            return Ok(accepted_with(
+                StatusCode::ACCEPTED,
+                "set_aside",
+                Some(reason),
+            ));
         }
     };
     span.record("client_order_id", report.client_order_id().as_str());
-    state.queue.send(&report).await?;
+    state.queue.send(&report, &verified.webhook_id).await?;
     Ok(accepted(StatusCode::ACCEPTED, "queued"))
 }
 
 fn accepted(status: StatusCode, outcome: &str) -> Response {
+    accepted_with(status, outcome, None)
+}
+
+fn accepted_with(status: StatusCode, outcome: &str, detail: Option<String>) -> Response {
     let body = Accepted {
         outcome: outcome.to_owned(),
+        detail,
     };
     (status, Json(body)).into_response()
 }
@@ -211,10 +224,10 @@ mod tests {
     struct DownQueue;
 
     impl FillQueue for DownQueue {
-        async fn send(&self, _: &ExchangeReport) -> Result<(), QueueError> {
+        async fn send(&self, _: &ExchangeReport, _: &str) -> Result<(), QueueError> {
             Err(QueueError::Unavailable("down".into()))
         }
-        async fn set_aside(&self, _: &str, _: &str) -> Result<(), QueueError> {
+        async fn set_aside(&self, _: &str, _: &str, _: &str) -> Result<(), QueueError> {
             Err(QueueError::Unavailable("down".into()))
         }
     }
@@ -295,10 +308,14 @@ mod tests {
     async fn a_signed_malformed_payload_is_set_aside() {
         let queue = MemoryFillQueue::default();
         let body = b"{\"type\":\"bust\"}".to_vec();
-        let (status, problem) =
+        let (status, answer) =
             call(app(queue.clone()), signed(body, &secret(1), NOW_MS / 1000)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(problem["type"], problem_type::INVALID_PAYLOAD);
+        // Received and kept for an operator: the exchange need not send it again.
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(answer["outcome"], "set_aside");
+        assert!(answer["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("bust")));
         let set_aside = queue.set_aside_messages();
         assert_eq!(set_aside.len(), 1);
         assert_eq!(set_aside[0].0, "{\"type\":\"bust\"}");

@@ -16,10 +16,11 @@ use axum::{Json, Router};
 use domain::order::{OrderId, OrderStatus};
 use domain::{Catalog, IdempotencyKey};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::problem::ApiError;
-use crate::wire::{OrderBody, OrderListBody, PlaceOrderBody};
+use crate::wire::{ExecutionBody, ExecutionListBody, OrderBody, OrderListBody, PlaceOrderBody};
 
 /// Largest request body; an order is under 200 bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -27,11 +28,12 @@ pub use aws_adapters::http_edge::IDEMPOTENCY_KEY_HEADER;
 /// Set to `true` on an answer to a repeated request.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Every route, as `(method, path)`; the OpenAPI document must list exactly these.
-pub const ROUTES: [(&str, &str); 4] = [
+pub const ROUTES: [(&str, &str); 5] = [
     ("post", "/orders"),
     ("get", "/orders"),
     ("get", "/orders/{id}"),
     ("delete", "/orders/{id}"),
+    ("get", "/orders/{id}/executions"),
 ];
 
 struct AppState<S, B, E, C> {
@@ -55,6 +57,7 @@ where
             "/orders/{id}",
             get(order::<S, B, E, C>).delete(cancel::<S, B, E, C>),
         )
+        .route("/orders/{id}/executions", get(executions::<S, B, E, C>))
         .fallback(|| async { ApiError::invalid(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -81,21 +84,26 @@ fn order_id(text: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(text).map_err(|_| ApiError::from(app::orders::OrderError::NotFound))
 }
 
-/// The status code says how far the order got: `201` decided at the exchange
-/// (or beyond), `202` still pending (its outcome will be known later), `422`
-/// rejected (with the order).
+/// The status code says how far the order got: `201` at the exchange (or
+/// beyond), `202` still pending (its outcome will be known later), `200`
+/// ended before this answer (a cancel that won the race with the
+/// placement), `422` rejected (with the order).
 fn placed_response(placed: Placed) -> Response {
     let body = OrderBody::from_order(&placed.order);
     let mut response = match body.status {
         OrderStatus::Rejected => {
             let detail = body
-                .steps
-                .iter()
-                .find_map(|s| s.detail.clone())
+                .status_reason
+                .clone()
                 .unwrap_or_else(|| "rejected".into());
             ApiError::rejected(body, detail).into_response()
         }
-        OrderStatus::Pending => (StatusCode::ACCEPTED, Json(body)).into_response(),
+        OrderStatus::Pending | OrderStatus::Unknown => {
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+        OrderStatus::Cancelled if !placed.order.is_placed() => {
+            (StatusCode::OK, Json(body)).into_response()
+        }
         _ => (StatusCode::CREATED, Json(body)).into_response(),
     };
     if placed.replayed {
@@ -124,9 +132,14 @@ async fn place<S: OrderStore, B: Balances, E: Exchange, C: Clock>(
         .parse(&state.catalog)
         .map_err(|e| ApiError::invalid(StatusCode::BAD_REQUEST, e.to_string()))?;
     let span = tracing::info_span!("place_order", %account, key = %key);
-    let _entered = span.enter();
-    let placed = state.orders.place(account, key, request).await?;
-    tracing::info!(order_id = %placed.order.id, status = ?placed.order.status(), replayed = placed.replayed, "answered");
+    let placed = state
+        .orders
+        .place(account, key, request)
+        .instrument(span.clone())
+        .await?;
+    span.in_scope(|| {
+        tracing::info!(order_id = %placed.order.id, status = ?placed.order.status(), replayed = placed.replayed, "answered");
+    });
     Ok(placed_response(placed))
 }
 
@@ -188,11 +201,64 @@ async fn cancel<S: OrderStore, B: Balances, E: Exchange, C: Clock>(
     Caller(account): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let order = state.orders.cancel(&account, &order_id(&id)?).await?;
-    let status = if order.is_closed() {
+    let id = order_id(&id)?;
+    let span = tracing::info_span!("cancel_order", %account, order_id = %id);
+    let cancelled = state.orders.cancel(&account, &id).instrument(span).await?;
+    // The cancel is recorded: `200` once the order has ended, else `202`
+    // (the platform sends it until the exchange confirms; never repeat it).
+    let status = if cancelled.order.is_closed() {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(OrderBody::from_order(&order))).into_response())
+    Ok((status, Json(OrderBody::from_order(&cancelled.order))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecutionQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn executions<S: OrderStore, B: Balances, E: Exchange, C: Clock>(
+    State(state): Shared<S, B, E, C>,
+    Caller(account): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<ExecutionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ExecutionListBody>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::invalid(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let id = order_id(&id)?;
+    let invalid_cursor =
+        || ApiError::invalid(StatusCode::BAD_REQUEST, "cursor is not one this API issued");
+    let after = match query.cursor.as_deref() {
+        Some(cursor) => {
+            let text = String::from_utf8(hex::decode(cursor).map_err(|_| invalid_cursor())?)
+                .map_err(|_| invalid_cursor())?;
+            let exec = text
+                .strip_prefix(CURSOR_PREFIX)
+                .ok_or_else(invalid_cursor)?;
+            Some(domain::order::ExecId::parse(exec).map_err(|_| invalid_cursor())?)
+        }
+        None => None,
+    };
+    let limit = query.limit.unwrap_or(app::orders::MAX_PAGE_SIZE);
+    if !(1..=app::orders::MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::invalid(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {}", app::orders::MAX_PAGE_SIZE),
+        ));
+    }
+    let (_, page) = state
+        .orders
+        .executions(&account, &id, after.as_ref(), limit)
+        .await?;
+    Ok(Json(ExecutionListBody {
+        order_id: id.to_string(),
+        executions: page.fills.iter().map(ExecutionBody::from_record).collect(),
+        next_cursor: page
+            .next
+            .map(|e| hex::encode(format!("{CURSOR_PREFIX}{e}"))),
+    }))
 }

@@ -1,12 +1,13 @@
 //! The reconciler (EventBridge schedule, every minute; it may be invoked
 //! twice for one time, or skipped: runs are safe to overlap and to miss).
 //!
-//! Each run reads the due part of the sparse, sharded open-order index (its
-//! reads grow with open orders, never with history), and drives each order
-//! with recovery's powers, within a page size and a time budget below the
-//! Lambda timeout. Per order: a lease against overlapping runs, exponential
-//! backoff, and a flag for an operator after a number of attempts (visible in
-//! `GET /orders/{id}` and in the `OrdersFlagged` metric).
+//! Each run reads the due part of the sparse, sharded open-order index from
+//! each shard's cursor (reads grow with the orders that carry a signal,
+//! never with healthy resting orders or history), drives each due order
+//! with recovery's powers, and reschedules what still carries a condition.
+//! Every shard gets its share of a time budget below the Lambda deadline.
+//! Once a trading day has closed, the same runs compare every open order
+//! with the venue's list of the day (see `app::orders::end_of_day`).
 
 use app::balances::Balances;
 use app::exchange::Exchange;
@@ -19,18 +20,29 @@ mod settings;
 
 pub use settings::Settings;
 
-/// Metrics namespace of the platform (CloudWatch Embedded Metric Format).
-pub const METRICS_NAMESPACE: &str = "TradingPlatform";
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
     pub examined: usize,
     pub closed: usize,
-    pub still_open: usize,
-    pub skipped: usize,
+    pub healthy: usize,
+    pub rescheduled: usize,
     pub newly_flagged: usize,
     pub errors: usize,
+    pub shards_done: u32,
     pub budget_exhausted: bool,
+    /// End-of-day reconciliation, when a slice of it ran.
+    pub end_of_day: Option<EndOfDaySummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndOfDaySummary {
+    pub trade_date: String,
+    pub examined: usize,
+    pub concluded_not_placed: usize,
+    pub corrected: usize,
+    pub flagged: usize,
+    pub foreign: usize,
+    pub done: bool,
 }
 
 impl From<&ReconcileReport> for RunSummary {
@@ -38,11 +50,21 @@ impl From<&ReconcileReport> for RunSummary {
         RunSummary {
             examined: r.examined,
             closed: r.closed,
-            still_open: r.still_open,
-            skipped: r.skipped,
+            healthy: r.healthy,
+            rescheduled: r.rescheduled,
             newly_flagged: r.newly_flagged,
             errors: r.errors,
+            shards_done: r.shards_done,
             budget_exhausted: r.budget_exhausted,
+            end_of_day: r.end_of_day.as_ref().map(|e| EndOfDaySummary {
+                trade_date: e.trade_date.clone(),
+                examined: e.examined,
+                concluded_not_placed: e.concluded_not_placed,
+                corrected: e.corrected,
+                flagged: e.flagged,
+                foreign: e.foreign,
+                done: e.done,
+            }),
         }
     }
 }
@@ -60,37 +82,45 @@ where
     C: Clock,
 {
     let budget = ReconcileBudget {
-        max_orders: settings.max_orders_per_run,
         // Stop starting new orders well before the invocation is cut off.
         time_budget_ms: time_left_ms
             .saturating_sub(settings.safety_margin_ms)
             .min(settings.max_run_ms),
+        page_size: settings.page_size,
     };
-    let report = orders.reconcile(&budget, &settings.retry).await;
+    let report = orders.reconcile(&budget).await;
     let summary = RunSummary::from(&report);
     tracing::info!(?summary, "reconciler run");
     // Embedded Metric Format: CloudWatch turns this stdout line into metrics.
-    println!("{}", metrics_line(&summary, orders.now()));
+    println!("{}", metrics_line(&summary));
     summary
 }
 
 /// One CloudWatch Embedded Metric Format line with the run's counts.
-pub fn metrics_line(summary: &RunSummary, now_ms: u64) -> String {
-    let metric = |name: &str| serde_json::json!({"Name": name, "Unit": "Count"});
-    serde_json::json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": METRICS_NAMESPACE,
-                "Dimensions": [["Function"]],
-                "Metrics": [metric("OrdersExamined"), metric("OrdersClosed"), metric("OrdersFlagged"), metric("RecoveryErrors")],
-            }],
-        },
-        "Function": "reconciler",
-        "OrdersExamined": summary.examined,
-        "OrdersClosed": summary.closed,
-        "OrdersFlagged": summary.newly_flagged,
-        "RecoveryErrors": summary.errors,
-    })
-    .to_string()
+pub fn metrics_line(summary: &RunSummary) -> String {
+    let eod = summary.end_of_day.as_ref();
+    let count = |n: usize| n as u64;
+    aws_adapters::metrics::line(
+        "reconciler",
+        &[
+            ("OrdersExamined", count(summary.examined)),
+            ("OrdersClosed", count(summary.closed)),
+            ("OrdersRescheduled", count(summary.rescheduled)),
+            ("OrdersFlagged", count(summary.newly_flagged)),
+            ("RecoveryErrors", count(summary.errors)),
+            (
+                "ReconcilerBudgetExhausted",
+                u64::from(summary.budget_exhausted),
+            ),
+            (
+                "EndOfDayNotPlaced",
+                eod.map_or(0, |e| count(e.concluded_not_placed)),
+            ),
+            ("EndOfDayCorrected", eod.map_or(0, |e| count(e.corrected))),
+            (
+                "EndOfDayFlagged",
+                eod.map_or(0, |e| count(e.flagged + e.foreign)),
+            ),
+        ],
+    )
 }

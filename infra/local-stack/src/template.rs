@@ -321,12 +321,16 @@ mod tests {
             fill.redrive,
             Some(Redrive {
                 dead_letter_queue: "FillDeadLetterQueue".into(),
-                max_receive_count: 5
+                max_receive_count: 10
             })
         );
         assert_eq!(
             fill.attributes.get("VisibilityTimeout").map(String::as_str),
-            Some("60")
+            Some("180")
+        );
+        assert_eq!(
+            fill.attributes.get("FifoQueue").map(String::as_str),
+            Some("true")
         );
     }
 

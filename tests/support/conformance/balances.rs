@@ -45,13 +45,30 @@ pub fn release(cents: u64) -> Operation {
     }
 }
 
+/// A settlement whose whole cost the order's reservation covers.
 pub fn settle(side: Side, shares: u64, price_cents: u64) -> Operation {
+    let cost = match side {
+        Side::Buy => shares * price_cents,
+        Side::Sell => shares,
+    };
+    settle_covering(side, shares, price_cents, cost)
+}
+
+/// A settlement whose cost the reservation covers up to `from_reserved_units`.
+pub fn settle_covering(
+    side: Side,
+    shares: u64,
+    price_cents: u64,
+    from_reserved_units: u64,
+) -> Operation {
     let symbol = Catalog::us_equities().symbol("AAPL").expect("listed");
     Operation::Settle {
         symbol,
         side,
         quantity: Quantity::new(shares).expect("positive"),
         price: Price::from_cents(price_cents).expect("positive"),
+        from_reserved_units,
+        release_units: 0,
     }
 }
 
@@ -80,7 +97,8 @@ pub async fn deposit_opens_an_account<B: Balances>(balances: &B) {
             Asset::Cash,
             Balance {
                 available: 100_000,
-                reserved: 0
+                reserved: 0,
+                owed: 0,
             }
         )])
     );
@@ -107,7 +125,8 @@ pub async fn replay_moves_once<B: Balances>(balances: &B) {
         balance_of(balances, &account, &Asset::Cash).await,
         Balance {
             available: 7_500,
-            reserved: 2_500
+            reserved: 2_500,
+            owed: 0,
         }
     );
 }
@@ -127,7 +146,8 @@ pub async fn reused_key_is_refused<B: Balances>(balances: &B) {
         balance_of(balances, &account, &Asset::Cash).await,
         Balance {
             available: 9_900,
-            reserved: 100
+            reserved: 100,
+            owed: 0,
         }
     );
 }
@@ -161,7 +181,8 @@ pub async fn refusal_is_stored_and_replayed<B: Balances>(balances: &B) {
         balance_of(balances, &account, &Asset::Cash).await,
         Balance {
             available: 6_000,
-            reserved: 0
+            reserved: 0,
+            owed: 0,
         }
     );
 }
@@ -207,14 +228,16 @@ pub async fn buy_reserve_settle_release<B: Balances>(balances: &B) {
                 Asset::Cash,
                 Balance {
                     available: 100_000 - 2 * 18_725 - 18_700,
-                    reserved: 0
+                    reserved: 0,
+                    owed: 0,
                 }
             ),
             (
                 aapl(),
                 Balance {
                     available: 3,
-                    reserved: 0
+                    reserved: 0,
+                    owed: 0,
                 }
             ),
         ])
@@ -258,21 +281,24 @@ pub async fn sell_reserve_settle<B: Balances>(balances: &B) {
                 Asset::Cash,
                 Balance {
                     available: 40_000,
-                    reserved: 0
+                    reserved: 0,
+                    owed: 0,
                 }
             ),
             (
                 aapl(),
                 Balance {
                     available: 1,
-                    reserved: 0
+                    reserved: 0,
+                    owed: 0,
                 }
             ),
         ])
     );
 }
 
-/// Nothing is taken from a bucket that does not hold it.
+/// Nothing is taken from a bucket that does not hold it: a release beyond
+/// what is reserved, a reservation beyond what is available, are refused.
 pub async fn never_negative<B: Balances>(balances: &B) {
     let account = funded_account(balances, "negative", 1_000).await;
     balances
@@ -284,25 +310,104 @@ pub async fn never_negative<B: Balances>(balances: &B) {
         .await
         .expect("answered");
     assert!(matches!(too_much_release.outcome, Outcome::Failed(_)));
-    let settle_beyond_reserve = balances
-        .execute(&account, &key("s"), &settle(Side::Buy, 1, 401))
+    let too_much_reserve = balances
+        .execute(&account, &key("r2"), &reserve(601))
         .await
         .expect("answered");
-    assert!(matches!(settle_beyond_reserve.outcome, Outcome::Failed(_)));
-    let sell_without_shares = balances
-        .execute(&account, &key("sell"), &settle(Side::Sell, 1, 100))
-        .await
-        .expect("answered");
-    assert_eq!(
-        sell_without_shares.outcome,
-        Outcome::Failed(Failure::InsufficientFunds { asset: aapl() })
-    );
+    assert!(matches!(too_much_reserve.outcome, Outcome::Failed(_)));
     assert_eq!(
         balance_of(balances, &account, &Asset::Cash).await,
         Balance {
             available: 600,
-            reserved: 400
+            reserved: 400,
+            owed: 0,
         }
+    );
+}
+
+/// A settlement is never refused: the exchange executed it. Its cost comes
+/// out of the reservation as far as the order says it covers, then out of
+/// what is available, and what is left is recorded as owed: a shortfall,
+/// with its amount, on the record and in the balance.
+pub async fn executions_beyond_the_reservation_are_paid_then_owed<B: Balances>(balances: &B) {
+    let account = funded_account(balances, "beyond", 1_000).await;
+    balances
+        .execute(&account, &key("o:reserve"), &reserve(400))
+        .await
+        .expect("reserve");
+    let beyond = balances
+        .execute(
+            &account,
+            &key("o:fill:e1"),
+            &settle_covering(Side::Buy, 1, 401, 400),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(beyond.outcome, Outcome::Succeeded);
+    assert_eq!(
+        balance_of(balances, &account, &Asset::Cash).await,
+        Balance {
+            available: 599,
+            reserved: 0,
+            owed: 0,
+        }
+    );
+    let short = balances
+        .execute(
+            &account,
+            &key("o:fill:e2"),
+            &settle_covering(Side::Buy, 1, 700, 0),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(
+        short.outcome,
+        Outcome::Shortfall {
+            asset: Asset::Cash,
+            units: 101
+        }
+    );
+    assert_eq!(
+        balance_of(balances, &account, &Asset::Cash).await,
+        Balance {
+            available: 0,
+            reserved: 0,
+            owed: 101,
+        }
+    );
+    assert_eq!(balance_of(balances, &account, &aapl()).await.available, 2);
+    // A replay answers the same record and moves nothing.
+    let again = balances
+        .execute(
+            &account,
+            &key("o:fill:e2"),
+            &settle_covering(Side::Buy, 1, 700, 0),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(again, short);
+    assert_eq!(balance_of(balances, &account, &Asset::Cash).await.owed, 101);
+    // Selling shares the account does not hold: owed in shares.
+    let oversold = balances
+        .execute(
+            &account,
+            &key("p:fill:e1"),
+            &settle_covering(Side::Sell, 5, 100, 0),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(
+        oversold.outcome,
+        Outcome::Shortfall {
+            asset: aapl(),
+            units: 3
+        }
+    );
+    let shares = balance_of(balances, &account, &aapl()).await;
+    assert_eq!((shares.available, shares.owed), (0, 3));
+    assert_eq!(
+        balance_of(balances, &account, &Asset::Cash).await.available,
+        500
     );
 }
 
@@ -323,7 +428,8 @@ pub async fn keys_are_per_account<B: Balances>(balances: &B) {
         balance_of(balances, &second, &Asset::Cash).await,
         Balance {
             available: 700,
-            reserved: 300
+            reserved: 300,
+            owed: 0,
         }
     );
 }
@@ -353,7 +459,8 @@ pub async fn concurrent_same_key_moves_once<B: Balances>(balances: &B) {
         balance_of(balances, &account, &Asset::Cash).await,
         Balance {
             available: 99_000,
-            reserved: 1_000
+            reserved: 1_000,
+            owed: 0,
         }
     );
 }
@@ -383,7 +490,8 @@ pub async fn concurrent_reserves_never_overdraw<B: Balances>(balances: &B) {
         balance_of(balances, &account, &Asset::Cash).await,
         Balance {
             available: 0,
-            reserved: 10_000
+            reserved: 10_000,
+            owed: 0,
         }
     );
     // Each refusal is stored too: a replay of any of the 50 answers the same.
@@ -404,7 +512,8 @@ macro_rules! balances_conformance {
             refusal_is_stored_and_replayed, unknown_account_is_refused,
             buy_reserve_settle_release, sell_reserve_settle, never_negative,
             keys_are_per_account, unknown_key_lookup_is_none,
-            concurrent_same_key_moves_once, concurrent_reserves_never_overdraw);
+            concurrent_same_key_moves_once, concurrent_reserves_never_overdraw,
+            executions_beyond_the_reservation_are_paid_then_owed);
     };
     (@tests $make:expr; $($check:ident),*) => {
         $(

@@ -18,7 +18,7 @@ use app::exchange::{
     CancelOutcome, Exchange, ExchangeError, ExchangeOrder, ExchangeOrderStatus, PlaceOutcome,
     PlaceRequest,
 };
-use domain::order::{OrderId, OrderType};
+use domain::order::{AbsenceProof, OrderId, OrderType, TimeInForce};
 use domain::{Catalog, Price, Quantity, Side, Symbol};
 
 use crate::new_account;
@@ -36,8 +36,11 @@ pub trait ExchangeUnderTest: Sync {
 
     fn exchange(&self) -> &Self::Port;
 
-    /// The exchange's time, Unix milliseconds.
+    /// The exchange's time (its own clock), Unix milliseconds.
     fn now_ms(&self) -> u64;
+
+    /// The platform's time, Unix milliseconds (the exchange's clock may be off it).
+    fn platform_now_ms(&self) -> u64;
 
     /// Lets `ms` of the exchange's time pass.
     fn pass_ms(&self, ms: u64) -> impl Future<Output = ()> + Send;
@@ -57,8 +60,10 @@ fn shares(n: u64) -> Quantity {
     Quantity::new(n).expect("positive")
 }
 
-/// A market buy of `n` AAPL shares, with a deadline a minute ahead.
+/// A market buy of `n` AAPL shares, with a deadline a minute ahead on
+/// venues that take one.
 pub fn market_buy<U: ExchangeUnderTest>(under_test: &U, n: u64) -> PlaceRequest {
+    let takes_deadline = under_test.exchange().rules().request_deadline;
     PlaceRequest {
         client_order_id: new_order_id(),
         account: new_account("xchg"),
@@ -67,7 +72,8 @@ pub fn market_buy<U: ExchangeUnderTest>(under_test: &U, n: u64) -> PlaceRequest 
         order_type: OrderType::Market,
         quantity: shares(n),
         limit_price: None,
-        expire_at_ms: under_test.now_ms() + DEADLINE_AHEAD_MS,
+        time_in_force: TimeInForce::Day,
+        deadline_ms: takes_deadline.then(|| under_test.now_ms() + DEADLINE_AHEAD_MS),
     }
 }
 
@@ -107,14 +113,14 @@ pub async fn place_then_look_up<U: ExchangeUnderTest>(under_test: &U) {
     let exchange = under_test.exchange();
     let request = market_buy(under_test, 10);
     let placed = accepted(exchange, &request).await;
-    assert_eq!(placed.client_order_id, request.client_order_id);
+    assert_eq!(placed.client_order_id, request.client_order_id.as_str());
     assert!(!placed.order_id.is_empty());
     let found = look_up(exchange, &request.client_order_id)
         .await
         .expect("found");
     assert_eq!(
         (found.order_id, found.client_order_id),
-        (placed.order_id, request.client_order_id)
+        (placed.order_id, request.client_order_id.to_string())
     );
 }
 
@@ -153,17 +159,48 @@ pub async fn unknown_id_is_none<U: ExchangeUnderTest>(under_test: &U) {
     assert_eq!(look_up(under_test.exchange(), &new_order_id()).await, None);
 }
 
-/// A cancel of an id never seen tombstones it: a placement arriving later is
-/// rejected, so a late request can never land.
-pub async fn cancel_of_unknown_id_tombstones_it<U: ExchangeUnderTest>(under_test: &U) {
+/// A cancel of an id never seen: a tombstone where the venue keeps one (a
+/// placement arriving later is rejected, so a late request can never
+/// land); "not found", storing nothing, where it does not; refused without
+/// the venue's own id where it cancels only by that.
+pub async fn cancel_of_unknown_id_follows_the_venue<U: ExchangeUnderTest>(under_test: &U) {
     let exchange = under_test.exchange();
     let request = market_buy(under_test, 10);
     let id = &request.client_order_id;
-    assert_eq!(exchange.cancel(id).await, Ok(CancelOutcome::Tombstoned));
-    assert_eq!(exchange.cancel(id).await, Ok(CancelOutcome::Tombstoned));
-    let late = exchange.place(&request).await.expect("answered");
-    assert!(matches!(late, PlaceOutcome::Rejected { .. }), "{late:?}");
-    assert_eq!(look_up(exchange, id).await, None);
+    let rules = exchange.rules();
+    if !rules.cancel_by_client_id {
+        let result = exchange.cancel(id, None).await;
+        assert!(
+            matches!(result, Err(ExchangeError::Protocol(_))),
+            "{result:?}"
+        );
+        assert_eq!(
+            exchange.cancel(id, Some("no-such-venue-id")).await,
+            Ok(CancelOutcome::NotFound)
+        );
+        accepted(exchange, &request).await;
+        return;
+    }
+    match rules.absence {
+        AbsenceProof::Tombstone => {
+            assert_eq!(
+                exchange.cancel(id, None).await,
+                Ok(CancelOutcome::Tombstoned)
+            );
+            assert_eq!(
+                exchange.cancel(id, None).await,
+                Ok(CancelOutcome::Tombstoned)
+            );
+            let late = exchange.place(&request).await.expect("answered");
+            assert!(matches!(late, PlaceOutcome::Rejected { .. }), "{late:?}");
+            assert_eq!(look_up(exchange, id).await, None);
+        }
+        _ => {
+            assert_eq!(exchange.cancel(id, None).await, Ok(CancelOutcome::NotFound));
+            // Nothing was stored: the placement still lands.
+            accepted(exchange, &request).await;
+        }
+    }
 }
 
 /// A cancel of an open order cancels it; a repeat answers the same order.
@@ -174,7 +211,10 @@ pub async fn cancel_of_open_order_is_known<U: ExchangeUnderTest>(under_test: &U)
     let placed = accepted(exchange, &request).await;
     let id = &request.client_order_id;
     for _ in 0..2 {
-        let outcome = exchange.cancel(id).await.expect("answered");
+        let outcome = exchange
+            .cancel(id, Some(&placed.order_id))
+            .await
+            .expect("answered");
         let CancelOutcome::Known(order) = outcome else {
             panic!("expected the order, got {outcome:?}");
         };
@@ -188,11 +228,12 @@ pub async fn cancel_of_open_order_is_known<U: ExchangeUnderTest>(under_test: &U)
     assert_eq!(found.status, ExchangeOrderStatus::Cancelled);
 }
 
-/// A request after its deadline is rejected and stores nothing.
+/// A request after its deadline is rejected and stores nothing, on venues
+/// that enforce one; a venue without request deadlines refuses one sent.
 pub async fn place_after_deadline_is_rejected<U: ExchangeUnderTest>(under_test: &U) {
     let exchange = under_test.exchange();
     let request = PlaceRequest {
-        expire_at_ms: under_test.now_ms() - 1_000,
+        deadline_ms: Some(under_test.now_ms() - 1_000),
         ..market_buy(under_test, 10)
     };
     let outcome = exchange.place(&request).await.expect("answered");
@@ -201,6 +242,42 @@ pub async fn place_after_deadline_is_rejected<U: ExchangeUnderTest>(under_test: 
         "{outcome:?}"
     );
     assert_eq!(look_up(exchange, &request.client_order_id).await, None);
+}
+
+/// The venue's list of a trading day holds the orders accepted into it.
+pub async fn the_days_list_holds_the_days_orders<U: ExchangeUnderTest>(under_test: &U) {
+    let exchange = under_test.exchange();
+    let request = market_buy(under_test, 3);
+    let placed = accepted(exchange, &request).await;
+    let calendar = app::orders::TradingCalendar::default();
+    let day = calendar.trade_day(under_test.now_ms());
+    let date = app::orders::TradingCalendar::date(day);
+    let listed = exchange.day_orders(&date).await.expect("day list");
+    assert!(
+        listed.iter().any(|o| o.order_id == placed.order_id
+            && o.client_order_id == request.client_order_id.as_str()),
+        "{date}: {} orders, ours missing",
+        listed.len()
+    );
+    let yesterday = app::orders::TradingCalendar::date(day - 1);
+    let before = exchange.day_orders(&yesterday).await.expect("day list");
+    assert!(!before.iter().any(|o| o.order_id == placed.order_id));
+}
+
+/// The venue's clock against ours is measured, with a bound on its error.
+pub async fn the_venues_clock_is_measured<U: ExchangeUnderTest>(under_test: &U) {
+    let clock = under_test.exchange().clock().await.expect("measured");
+    let ours = under_test.platform_now_ms();
+    let implied = ours.saturating_add_signed(clock.offset_ms);
+    let error = implied.abs_diff(under_test.now_ms());
+    // The measurement and this comparison are a few milliseconds apart;
+    // 5 s bounds that even on a loaded machine.
+    assert!(
+        error <= clock.uncertainty_ms + 5_000,
+        "offset {} ms, uncertainty {} ms, off by {error} ms",
+        clock.offset_ms,
+        clock.uncertainty_ms
+    );
 }
 
 /// The executions of a finished order add up to its filled quantity, each
@@ -286,9 +363,10 @@ macro_rules! exchange_conformance {
         $crate::exchange_conformance!(@tests $make;
             place_then_look_up, identical_place_is_the_same_order,
             reused_id_is_not_rejected, unknown_id_is_none,
-            cancel_of_unknown_id_tombstones_it, cancel_of_open_order_is_known,
+            cancel_of_unknown_id_follows_the_venue, cancel_of_open_order_is_known,
             place_after_deadline_is_rejected, executions_add_up_to_the_filled_quantity,
-            limit_buy_never_executes_above_its_limit, reference_price_of_listed_and_unlisted);
+            limit_buy_never_executes_above_its_limit, reference_price_of_listed_and_unlisted,
+            the_days_list_holds_the_days_orders, the_venues_clock_is_measured);
     };
     (@tests $make:expr; $($check:ident),*) => {
         $(

@@ -24,7 +24,13 @@ pub const CRASH_POINTS: &[(&str, bool)] = &[
     ("store.insert", true),
     ("store.save", true),
     ("store.load", false),
+    ("store.fill", false),
+    ("store.put_fill", true),
+    ("store.next_waiting", false),
+    ("store.fills", false),
     ("store.due_orders", false),
+    ("store.cursor", false),
+    ("store.save_cursor", true),
     ("balances.reserve", true),
     ("balances.settle", true),
     ("balances.release", true),
@@ -33,6 +39,8 @@ pub const CRASH_POINTS: &[(&str, bool)] = &[
     ("exchange.order", false),
     ("exchange.executions", false),
     ("exchange.reference_price", false),
+    ("exchange.clock", false),
+    ("exchange.day_orders", false),
 ];
 
 /// Every named crash point, `"<before|after> <port.operation>"`.

@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use app::balances::{Balances, BalancesCallError};
 use app::exchange::{
-    CancelOutcome, Exchange, ExchangeError, ExchangeOrder, PlaceOutcome, PlaceRequest,
+    CancelOutcome, Exchange, ExchangeError, ExchangeOrder, PlaceOutcome, PlaceRequest, VenueClock,
 };
 use app::memory::{MemoryLedgerStore, MemoryOrderStore};
 use app::order_store::{
-    Claim, IdempotencyRecord, Inserted, OrderPage, OrderStore, Saved, StoreError, Versioned,
+    Claim, DueEntry, FillPage, FillWritten, IdempotencyRecord, Inserted, OrderPage, OrderStore,
+    Saved, StoreError, Versioned,
 };
 use app::{BalancesService, ManualClock};
-use domain::order::{Execution, Order, OrderId};
+use domain::order::{ExecId, Execution, FillRecord, Order, OrderId, VenueRules};
 use domain::{
     AccountId, Asset, Balance, IdempotencyKey, Operation, OperationRecord, Price, Symbol,
 };
@@ -69,17 +70,9 @@ impl OrderStore for SimStore {
 
     async fn load(&self, id: &OrderId) -> Result<Option<Versioned<Order>>, StoreError> {
         let call = self.inner.load(id);
-        let mut loaded = self
-            .invocation
+        self.invocation
             .call("store.load", false, call, store_error, store_error)
-            .await?;
-        if self.last_writer_wins() {
-            // The mutant has no lease: every run takes every order.
-            if let Some(found) = loaded.as_mut() {
-                found.value.recovery.lease_until_ms = 0;
-            }
-        }
-        Ok(loaded)
+            .await
     }
 
     async fn save(&self, order: &Order, expected_version: u64) -> Result<Saved, StoreError> {
@@ -131,15 +124,73 @@ impl OrderStore for SimStore {
             .await
     }
 
+    async fn fill(&self, id: &OrderId, exec_id: &ExecId) -> Result<Option<FillRecord>, StoreError> {
+        let call = self.inner.fill(id, exec_id);
+        self.invocation
+            .call("store.fill", false, call, store_error, store_error)
+            .await
+    }
+
+    async fn put_fill(
+        &self,
+        id: &OrderId,
+        record: &FillRecord,
+        remove_waiting: bool,
+    ) -> Result<FillWritten, StoreError> {
+        let call = self.inner.put_fill(id, record, remove_waiting);
+        self.invocation
+            .call("store.put_fill", true, call, store_error, store_error)
+            .await
+    }
+
+    async fn next_waiting(&self, id: &OrderId) -> Result<Option<FillRecord>, StoreError> {
+        let call = self.inner.next_waiting(id);
+        self.invocation
+            .call("store.next_waiting", false, call, store_error, store_error)
+            .await
+    }
+
+    async fn fills(
+        &self,
+        id: &OrderId,
+        after: Option<&ExecId>,
+        limit: usize,
+    ) -> Result<FillPage, StoreError> {
+        let call = self.inner.fills(id, after, limit);
+        self.invocation
+            .call("store.fills", false, call, store_error, store_error)
+            .await
+    }
+
     async fn due_orders(
         &self,
         shard: u32,
-        now_ms: u64,
+        after: Option<&DueEntry>,
+        until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<OrderId>, StoreError> {
-        let call = self.inner.due_orders(shard, now_ms, limit);
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        let call = self.inner.due_orders(shard, after, until_ms, limit);
         self.invocation
             .call("store.due_orders", false, call, store_error, store_error)
+            .await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<Option<Versioned<String>>, StoreError> {
+        let call = self.inner.cursor(name);
+        self.invocation
+            .call("store.cursor", false, call, store_error, store_error)
+            .await
+    }
+
+    async fn save_cursor(
+        &self,
+        name: &str,
+        value: &str,
+        expected_version: u64,
+    ) -> Result<Saved, StoreError> {
+        let call = self.inner.save_cursor(name, value, expected_version);
+        self.invocation
+            .call("store.save_cursor", true, call, store_error, store_error)
             .await
     }
 }
@@ -219,6 +270,10 @@ pub struct SimExchange {
 }
 
 impl Exchange for SimExchange {
+    fn rules(&self) -> VenueRules {
+        self.inner.rules()
+    }
+
     async fn place(&self, request: &PlaceRequest) -> Result<PlaceOutcome, ExchangeError> {
         let call = self.inner.place(request);
         self.invocation
@@ -261,8 +316,12 @@ impl Exchange for SimExchange {
             .await
     }
 
-    async fn cancel(&self, client_order_id: &OrderId) -> Result<CancelOutcome, ExchangeError> {
-        let call = self.inner.cancel(client_order_id);
+    async fn cancel(
+        &self,
+        client_order_id: &OrderId,
+        exchange_order_id: Option<&str>,
+    ) -> Result<CancelOutcome, ExchangeError> {
+        let call = self.inner.cancel(client_order_id, exchange_order_id);
         self.invocation
             .call(
                 "exchange.cancel",
@@ -279,6 +338,32 @@ impl Exchange for SimExchange {
         self.invocation
             .call(
                 "exchange.reference_price",
+                false,
+                call,
+                ExchangeError::Unavailable,
+                ExchangeError::OutcomeUnknown,
+            )
+            .await
+    }
+
+    async fn clock(&self) -> Result<VenueClock, ExchangeError> {
+        let call = self.inner.clock();
+        self.invocation
+            .call(
+                "exchange.clock",
+                false,
+                call,
+                ExchangeError::Unavailable,
+                ExchangeError::OutcomeUnknown,
+            )
+            .await
+    }
+
+    async fn day_orders(&self, trade_date: &str) -> Result<Vec<ExchangeOrder>, ExchangeError> {
+        let call = self.inner.day_orders(trade_date);
+        self.invocation
+            .call(
+                "exchange.day_orders",
                 false,
                 call,
                 ExchangeError::Unavailable,

@@ -7,8 +7,9 @@ use crate::fill_queue::{FillQueue, QueueError};
 
 #[derive(Debug, Default)]
 struct Queues {
-    reports: VecDeque<ExchangeReport>,
+    reports: VecDeque<(ExchangeReport, String)>,
     set_aside: Vec<(String, String)>,
+    set_aside_ids: std::collections::HashSet<String>,
 }
 
 /// Reports in a list, for tests and the simulation (which decides the order
@@ -25,7 +26,7 @@ impl MemoryFillQueue {
 
     pub fn drain(&self) -> Vec<ExchangeReport> {
         self.lock()
-            .map(|mut q| q.reports.drain(..).collect())
+            .map(|mut q| q.reports.drain(..).map(|(r, _)| r).collect())
             .unwrap_or_default()
     }
 
@@ -44,15 +45,25 @@ impl MemoryFillQueue {
 }
 
 impl FillQueue for MemoryFillQueue {
-    async fn send(&self, report: &ExchangeReport) -> Result<(), QueueError> {
-        self.lock()?.reports.push_back(report.clone());
+    async fn send(&self, report: &ExchangeReport, delivery_id: &str) -> Result<(), QueueError> {
+        self.lock()?
+            .reports
+            .push_back((report.clone(), delivery_id.to_owned()));
         Ok(())
     }
 
-    async fn set_aside(&self, payload: &str, reason: &str) -> Result<(), QueueError> {
-        self.lock()?
-            .set_aside
-            .push((payload.to_owned(), reason.to_owned()));
+    async fn set_aside(
+        &self,
+        payload: &str,
+        reason: &str,
+        delivery_id: &str,
+    ) -> Result<(), QueueError> {
+        let mut queues = self.lock()?;
+        if queues.set_aside_ids.insert(delivery_id.to_owned()) {
+            queues
+                .set_aside
+                .push((payload.to_owned(), reason.to_owned()));
+        }
         Ok(())
     }
 }

@@ -1,14 +1,25 @@
-//! `DELETE /orders/{id}`: ask the exchange to cancel; the order then closes
-//! through the normal path (its final status and fills arrive as for any order).
+//! `DELETE /orders/{id}`: the cancel is a durable intent. Once recorded, a
+//! placement not yet started never starts (the write that starts one is
+//! conditional on there being no cancel), and a placement in flight or done
+//! gets a `cancel` step that whichever driver meets the order first sends,
+//! again with the same client order id until the exchange reports a final
+//! state. The caller never has to repeat it.
 
-use domain::order::{Driver, Order, OrderId, StepFailure};
+use domain::order::{Cancel, Driver, Order, OrderId, Step};
 use domain::AccountId;
 
 use super::{OrderError, Orders};
 use crate::balances::Balances;
 use crate::clock::Clock;
-use crate::exchange::{CancelOutcome, Exchange};
+use crate::exchange::Exchange;
 use crate::order_store::OrderStore;
+
+/// The order after a cancel request, and whether this request recorded the intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    pub order: Order,
+    pub first: bool,
+}
 
 impl<S, B, E, C> Orders<S, B, E, C>
 where
@@ -18,40 +29,39 @@ where
     C: Clock,
 {
     /// Idempotent: cancelling a closed or already cancelled order answers it
-    /// as it stands. If the exchange's answer is lost the call fails (503),
-    /// so the caller repeats it rather than trusting a cancel that may not have arrived.
-    pub async fn cancel(&self, account: &AccountId, id: &OrderId) -> Result<Order, OrderError> {
-        let order = self.get(account, id).await?;
-        if order.is_closed() {
-            return Ok(order);
+    /// as it stands.
+    pub async fn cancel(&self, account: &AccountId, id: &OrderId) -> Result<Cancelled, OrderError> {
+        let current = self.load(id).await?;
+        if &current.value.account != account {
+            return Err(OrderError::NotFound);
+        }
+        if current.value.is_closed() {
+            return Ok(Cancelled {
+                order: current.value,
+                first: false,
+            });
         }
         let now = self.now_ms();
-        let order = self
-            .update(id, |o| {
-                let first = o.cancel_requested_at_ms.is_none();
+        let mut first = false;
+        // The intent and, where there is something to send it to, the
+        // cancel step before its call: one write.
+        let current = self
+            .update(current, |o| {
+                first = o.cancel.is_none();
                 if first {
-                    o.cancel_requested_at_ms = Some(now);
+                    o.cancel = Some(Cancel {
+                        requested_at_ms: now,
+                        step: o.place.as_ref().map(|_| Step::processing(now)),
+                    });
                 }
                 first
             })
             .await?;
-        if order.place.is_some() {
-            match self.exchange.cancel(id).await {
-                // The id never reached the exchange and now never can.
-                Ok(CancelOutcome::Tombstoned) => {
-                    let detail = "cancelled before it reached the exchange; id tombstoned".into();
-                    self.fail_placement(id, StepFailure::NotPlaced { detail })
-                        .await?;
-                }
-                Ok(CancelOutcome::Known(_)) => {}
-                // Nothing re-sends a cancel by itself: the caller must learn it
-                // may not have arrived, and repeat it (a cancel by client id is idempotent).
-                Err(error) => {
-                    tracing::warn!(order_id = %id, %error, "cancel outcome unknown; the caller retries");
-                    return Err(error.into());
-                }
-            }
-        }
-        self.drive(id, Driver::Handler).await
+        let current = self.drive_from(current, Driver::Handler).await?;
+        let current = self.leave_signal(current).await?;
+        Ok(Cancelled {
+            order: current.value,
+            first,
+        })
     }
 }

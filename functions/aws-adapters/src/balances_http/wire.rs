@@ -60,11 +60,18 @@ pub enum OperationBody {
         asset: String,
         amount: String,
     },
+    /// `from_reserved`: how much of the cost the order's reservation covers;
+    /// `release`: the rest of the reservation returned with it (both in the
+    /// paying asset's unit: cash for a buy, shares for a sell).
     Settle {
         symbol: String,
         side: Side,
         quantity: String,
         price: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_reserved: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release: Option<String>,
     },
 }
 
@@ -93,8 +100,21 @@ impl OperationBody {
                 side,
                 quantity,
                 price,
+                from_reserved,
+                release,
             } => {
                 let symbol = catalog.symbol(symbol)?;
+                let paying_scale = match side {
+                    Side::Buy => Asset::Cash.scale(),
+                    Side::Sell => 0,
+                };
+                let units = |field: &'static str, text: &Option<String>| match text {
+                    None => Ok(0),
+                    Some(text) => domain::money::parse_units(text, paying_scale)
+                        .map_err(|source| WireError::Amount { field, source }),
+                };
+                let from_reserved_units = units("from_reserved", from_reserved)?;
+                let release_units = units("release", release)?;
                 let quantity = Quantity::parse(quantity).map_err(|source| WireError::Amount {
                     field: "quantity",
                     source,
@@ -109,11 +129,26 @@ impl OperationBody {
                     field: "quantity x price",
                     source,
                 })?;
+                for (field, value) in [
+                    ("from_reserved", from_reserved_units),
+                    ("release", release_units),
+                ] {
+                    if value > domain::money::MAX_AMOUNT_UNITS {
+                        return Err(WireError::Amount {
+                            field,
+                            source: MoneyError::TooLarge {
+                                max: format_units(domain::money::MAX_AMOUNT_UNITS, paying_scale),
+                            },
+                        });
+                    }
+                }
                 Operation::Settle {
                     symbol,
                     side: *side,
                     quantity,
                     price,
+                    from_reserved_units,
+                    release_units,
                 }
             }
         })
@@ -141,12 +176,23 @@ impl OperationBody {
                 side,
                 quantity,
                 price,
-            } => OperationBody::Settle {
-                symbol: symbol.to_string(),
-                side: *side,
-                quantity: quantity.to_string(),
-                price: price.to_string(),
-            },
+                from_reserved_units,
+                release_units,
+            } => {
+                let scale = match side {
+                    Side::Buy => Asset::Cash.scale(),
+                    Side::Sell => 0,
+                };
+                let units = |u: u64| (u > 0).then(|| format_units(u, scale));
+                OperationBody::Settle {
+                    symbol: symbol.to_string(),
+                    side: *side,
+                    quantity: quantity.to_string(),
+                    price: price.to_string(),
+                    from_reserved: units(*from_reserved_units),
+                    release: units(*release_units),
+                }
+            }
         }
     }
 }
@@ -155,7 +201,17 @@ impl OperationBody {
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeBody {
     Succeeded,
+    /// Took effect, with part of the cost owed (`shortfall`).
+    SucceededWithShortfall,
     Failed,
+}
+
+/// What a settlement left owed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShortfallBody {
+    pub asset: String,
+    pub amount: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,19 +232,30 @@ pub struct OperationRecordBody {
     pub outcome: OutcomeBody,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<ShortfallBody>,
     pub recorded_at_ms: u64,
 }
 
 impl OperationRecordBody {
     pub fn from_record(record: &OperationRecord) -> Self {
-        let (outcome, failure) = match &record.outcome {
-            Outcome::Succeeded => (OutcomeBody::Succeeded, None),
+        let (outcome, failure, shortfall) = match &record.outcome {
+            Outcome::Succeeded => (OutcomeBody::Succeeded, None, None),
+            Outcome::Shortfall { asset, units } => (
+                OutcomeBody::SucceededWithShortfall,
+                None,
+                Some(ShortfallBody {
+                    asset: asset.code().into(),
+                    amount: format_units(*units, asset.scale()),
+                }),
+            ),
             Outcome::Failed(Failure::InsufficientFunds { asset }) => (
                 OutcomeBody::Failed,
                 Some(FailureBody {
                     code: "insufficient_funds".into(),
                     asset: asset.code().into(),
                 }),
+                None,
             ),
         };
         OperationRecordBody {
@@ -197,6 +264,7 @@ impl OperationRecordBody {
             operation: OperationBody::from_operation(&record.operation),
             outcome,
             failure,
+            shortfall,
             recorded_at_ms: record.recorded_at_ms,
         }
     }
@@ -207,14 +275,28 @@ impl OperationRecordBody {
         let key =
             IdempotencyKey::parse(&self.idempotency_key).map_err(|e| malformed(e.to_string()))?;
         let operation = self.operation.parse(catalog)?;
-        let outcome = match (&self.outcome, &self.failure) {
-            (OutcomeBody::Succeeded, None) => Outcome::Succeeded,
-            (OutcomeBody::Failed, Some(failure)) if failure.code == "insufficient_funds" => {
+        let outcome = match (&self.outcome, &self.failure, &self.shortfall) {
+            (OutcomeBody::Succeeded, None, None) => Outcome::Succeeded,
+            (OutcomeBody::SucceededWithShortfall, None, Some(shortfall)) => {
+                let asset = catalog.asset(&shortfall.asset)?;
+                let units = domain::money::parse_units(&shortfall.amount, asset.scale()).map_err(
+                    |source| WireError::Amount {
+                        field: "shortfall",
+                        source,
+                    },
+                )?;
+                Outcome::Shortfall { asset, units }
+            }
+            (OutcomeBody::Failed, Some(failure), None) if failure.code == "insufficient_funds" => {
                 Outcome::Failed(Failure::InsufficientFunds {
                     asset: catalog.asset(&failure.asset)?,
                 })
             }
-            _ => return Err(malformed("outcome and failure do not match".into())),
+            _ => {
+                return Err(malformed(
+                    "outcome, failure and shortfall do not match".into(),
+                ))
+            }
         };
         Ok(OperationRecord {
             fingerprint: operation.fingerprint(&account),
@@ -232,6 +314,9 @@ impl OperationRecordBody {
 pub struct BalanceBody {
     pub available: String,
     pub reserved: String,
+    /// Owed for executions beyond what was reserved and available (recorded shortfalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owed: Option<String>,
 }
 
 /// `GET /accounts/{account}/balances`: every asset the account ever held.
@@ -250,6 +335,7 @@ impl BalancesBody {
                 let body = BalanceBody {
                     available: format_units(balance.available, asset.scale()),
                     reserved: format_units(balance.reserved, asset.scale()),
+                    owed: (balance.owed > 0).then(|| format_units(balance.owed, asset.scale())),
                 };
                 (asset.code().to_owned(), body)
             })
@@ -272,6 +358,7 @@ impl BalancesBody {
                 let balance = Balance {
                     available: units("available", &body.available)?,
                     reserved: units("reserved", &body.reserved)?,
+                    owed: body.owed.as_deref().map_or(Ok(0), |o| units("owed", o))?,
                 };
                 Ok((asset, balance))
             })
@@ -305,6 +392,8 @@ mod tests {
             r#"{"type":"reserve","asset":"AAPL","amount":"10"}"#,
             r#"{"type":"release","asset":"USD","amount":"0.01"}"#,
             r#"{"type":"settle","symbol":"AAPL","side":"buy","quantity":"3","price":"187.25"}"#,
+            r#"{"type":"settle","symbol":"AAPL","side":"buy","quantity":"3","price":"187.25","from_reserved":"600.00","release":"38.25"}"#,
+            r#"{"type":"settle","symbol":"AAPL","side":"sell","quantity":"3","price":"187.25","from_reserved":"3"}"#,
         ] {
             let body: OperationBody = serde_json::from_str(json).unwrap();
             let operation = body.parse(&catalog).unwrap();

@@ -2,7 +2,9 @@
 //!
 //! Items (one partition per account, so an account's balances and its
 //! operations are read with one query):
-//! - `pk = ACCOUNT#<account>`, `sk = BALANCE#<asset>`: `available`, `reserved` (N).
+//! - `pk = ACCOUNT#<account>`, `sk = BALANCE#<asset>`: `available`,
+//!   `reserved` and, once a settlement went beyond the account's funds,
+//!   `owed` (N).
 //! - `pk = ACCOUNT#<account>`, `sk = OP#<idempotency key>`: the operation record
 //!   (`operation` and `outcome` as JSON, `fingerprint`, `recorded_at`).
 //!
@@ -89,6 +91,7 @@ impl DynamoLedgerStore {
         for (field, delta) in [
             ("available", change.available),
             ("reserved", change.reserved),
+            ("owed", change.owed),
         ] {
             if delta == 0 {
                 continue;
@@ -341,6 +344,7 @@ impl DynamoLedgerStore {
             Balance {
                 available: field("available")?,
                 reserved: field("reserved")?,
+                owed: field("owed")?,
             },
         ))
     }

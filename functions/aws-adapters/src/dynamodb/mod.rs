@@ -1,10 +1,15 @@
 //! DynamoDB adapters.
 
+mod compact;
 mod ledger_store;
 mod order_store;
 
+pub use compact::{lengthen, shorten};
 pub use ledger_store::DynamoLedgerStore;
-pub use order_store::{open_shard, DynamoOrderStore, ACCOUNT_ORDERS_INDEX, OPEN_ORDERS_INDEX};
+pub use order_store::{
+    DynamoOrderStore, ACCOUNT_ORDERS_INDEX, ATTR_ACCOUNT, ATTR_DUE_AT, ATTR_FLAGGED,
+    ATTR_OPEN_SHARD, FLAGGED_ORDERS_INDEX, OPEN_ORDERS_INDEX,
+};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 
