@@ -2,29 +2,70 @@
 //! trading HTTP API (orders behind the JWT authorizer, the webhook without
 //! it), the Balances API, the fill queue's event source mapping, and the
 //! reconciler's schedule (sometimes firing twice at once, as EventBridge may).
-//! The demo kills this process (SIGKILL) mid-flight and starts it again.
+//! The demo kills this process (SIGKILL) mid-flight and starts it again, and
+//! stops its injected Balances faults with `SIGUSR1`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use app::orders::{OrderSettings, Orders, RetryPolicy};
-use app::{BalancesService, SystemClock};
+use app::orders::{OrderSettings, Orders, TradingCalendar};
+use app::{BalancesService, Clock, SystemClock};
 use aws_adapters::balances_http::HttpBalances;
 use aws_adapters::dynamodb::{DynamoLedgerStore, DynamoOrderStore};
-use aws_adapters::exchange_http::HttpExchange;
+use aws_adapters::exchange_http::{HttpExchange, Venue};
 use aws_adapters::sqs::SqsFillQueue;
 use domain::order::RecoveryPolicy;
 use domain::Catalog;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::faults::FaultyBalances;
+use crate::faults::{FaultSwitch, FaultyBalances};
 use crate::gateway::{Gateway, Route};
 use crate::sqs_poller::EventSourceMapping;
 
 /// Environment variable carrying the host's configuration (JSON).
 pub const CONFIG_VARIABLE: &str = "LOCAL_HOST_CONFIG";
+
+/// The fill processor's timeout (template.yaml): each batch's deadline.
+pub const FILL_PROCESSOR_TIMEOUT_MS: u64 = 30_000;
+/// The reconciler's timeout (template.yaml).
+pub const RECONCILER_TIMEOUT_MS: u64 = 60_000;
+/// Timeout of one Balances or exchange call (`CALL_TIMEOUT_MS`).
+pub const CALL_TIMEOUT_MS: u64 = 3_000;
+/// Fill-processor invocations at once (Lambda scales a FIFO source by
+/// message group; SQS keeps one group to one batch at a time).
+pub const FILL_PROCESSOR_CONCURRENCY: usize = 4;
+
+/// Bounds of one reconciler run, as the host runs it.
+pub fn reconciler_settings() -> reconciler::Settings {
+    reconciler::Settings {
+        page_size: 100,
+        max_run_ms: 20_000,
+        safety_margin_ms: 1_000,
+    }
+}
+
+/// Recovery's timings on one machine: the same rules as in AWS, seconds
+/// instead of minutes, so a demo sees every recovery path finish.
+pub fn local_order_settings() -> OrderSettings {
+    let defaults = OrderSettings::default();
+    OrderSettings {
+        placement_window_ms: 15_000,
+        recovery: RecoveryPolicy {
+            clock_skew_margin_ms: 1_000,
+            max_in_flight_ms: 5_000,
+            retry_base_ms: 1_000,
+            retry_max_ms: 5_000,
+            gap_grace_ms: 3_000,
+            market_silence_ms: 10_000,
+            flag_after_ms: 10 * 60_000,
+            ..defaults.recovery.clone()
+        },
+        ..defaults
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostConfig {
@@ -36,6 +77,8 @@ pub struct HostConfig {
     pub api_listen: SocketAddr,
     pub balances_listen: SocketAddr,
     pub exchange_url: String,
+    /// The exchange's venue profile: `tombstone`, `deadline` or `plain`.
+    pub venue: String,
     pub webhook_secret: String,
     pub jwt_key: String,
     /// How often the schedule fires (the template says every minute; demos go faster).
@@ -43,38 +86,51 @@ pub struct HostConfig {
     /// Chance that one tick invokes the reconciler twice at once.
     pub reconciler_double_chance: f64,
     pub balances_fault_rate: f64,
-    /// Balances faults stop at this time (Unix ms).
+    /// Balances faults stop at this time (Unix ms), or at `SIGUSR1`.
     pub balances_faults_until_ms: u64,
     pub seed: u64,
+    /// Recovery's timings of [`local_order_settings`] instead of AWS's.
     pub fast_recovery: bool,
+    /// The session's close and the end-of-day check; `None`: the platform's defaults.
+    #[serde(default)]
+    pub calendar: Option<Calendar>,
+}
+
+/// The trading session as the demo runs it (the exchange simulator gets the same close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calendar {
+    /// The close, in ms after midnight UTC.
+    pub close_utc_ms: u64,
+    /// The end-of-day check starts this long after the close.
+    pub check_after_close_ms: u64,
 }
 
 impl HostConfig {
     pub fn order_settings(&self) -> OrderSettings {
-        let mut settings = OrderSettings::default();
-        if self.fast_recovery {
-            settings.placement_window_ms = 15_000;
-            settings.recovery = RecoveryPolicy {
-                quiet_after_ms: 3_000,
-                clock_skew_margin_ms: 1_000,
-                max_invocation_ms: 5_000,
+        let mut settings = if self.fast_recovery {
+            local_order_settings()
+        } else {
+            OrderSettings::default()
+        };
+        if let Some(calendar) = self.calendar {
+            settings.calendar = TradingCalendar {
+                close_utc_ms: calendar.close_utc_ms,
+                check_after_close_ms: calendar.check_after_close_ms,
             };
         }
         settings
     }
+}
 
-    pub fn retry_policy(&self) -> RetryPolicy {
-        if self.fast_recovery {
-            RetryPolicy {
-                lease_ms: 5_000,
-                backoff_base_ms: 1_000,
-                backoff_max_ms: 5_000,
-                flag_after_attempts: 30,
-            }
-        } else {
-            RetryPolicy::default()
-        }
-    }
+/// The platform's exchange client for a venue profile of the simulator.
+pub fn exchange_client(url: &str, venue: &str, catalog: Catalog) -> anyhow::Result<HttpExchange> {
+    let venue = Venue::simulator(venue)
+        .with_context(|| format!("unknown venue profile {venue:?} (tombstone, deadline, plain)"))?;
+    Ok(
+        HttpExchange::new(url, catalog, Duration::from_millis(CALL_TIMEOUT_MS))
+            .map_err(|e| anyhow::anyhow!("exchange client: {e}"))?
+            .with_venue(venue),
+    )
 }
 
 type HostOrders = Orders<DynamoOrderStore, FaultyBalances<HttpBalances>, HttpExchange, SystemClock>;
@@ -82,19 +138,20 @@ type HostOrders = Orders<DynamoOrderStore, FaultyBalances<HttpBalances>, HttpExc
 fn orders(
     config: &HostConfig,
     dynamodb: &aws_sdk_dynamodb::Client,
+    faults: &FaultSwitch,
     salt: u64,
 ) -> anyhow::Result<HostOrders> {
     let catalog = Catalog::us_equities();
-    let timeout = Duration::from_secs(3);
+    let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
     let balances_url = format!("http://{}", config.balances_listen);
     let balances = HttpBalances::new(&balances_url, catalog.clone(), timeout)?;
     let balances = FaultyBalances::new(
         balances,
         config.balances_fault_rate,
-        config.balances_faults_until_ms,
+        faults.clone(),
         config.seed ^ salt,
     );
-    let exchange = HttpExchange::new(&config.exchange_url, catalog, timeout)?;
+    let exchange = exchange_client(&config.exchange_url, &config.venue, catalog)?;
     let store = DynamoOrderStore::new(dynamodb.clone(), config.trading_table.clone());
     Ok(Orders::new(
         store,
@@ -112,6 +169,18 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let catalog = Catalog::us_equities();
+    let faults = FaultSwitch::until(config.balances_faults_until_ms);
+    {
+        let faults = faults.clone();
+        let mut stop =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        tokio::spawn(async move {
+            while stop.recv().await.is_some() {
+                faults.stop();
+                tracing::warn!("injected Balances faults stopped (SIGUSR1)");
+            }
+        });
+    }
 
     let ledger = DynamoLedgerStore::new(
         dynamodb.clone(),
@@ -136,7 +205,7 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
     let secret =
         fill_webhook::signature::Secret::parse(&config.webhook_secret).context("webhook secret")?;
     let webhook = fill_webhook::router(queue, SystemClock, vec![secret], Duration::from_secs(300));
-    let orders_api = place_order::router(orders(&config, &dynamodb, 1)?, catalog);
+    let orders_api = place_order::router(orders(&config, &dynamodb, &faults, 1)?, catalog);
     let trading_gateway = Gateway::new(
         vec![
             Route {
@@ -168,35 +237,52 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
         trading_gateway.into_router(),
     ));
 
-    let processor = orders(&config, &dynamodb, 2)?;
-    let mapping = EventSourceMapping::new(
+    // The fill processor: reports it must not apply go to the dead-letter
+    // queue with their reason; each batch has the function's timeout.
+    let processor = Arc::new(orders(&config, &dynamodb, &faults, 2)?);
+    let set_aside = Arc::new(SqsFillQueue::new(
         sqs.clone(),
         &config.fill_queue_url,
-        &config.fill_queue_arn,
-        10,
-        1,
-    );
-    tokio::spawn(async move {
-        loop {
-            if let Err(error) = mapping
-                .poll_once(|event| fill_processor::handle_batch(&processor, event))
-                .await
-            {
-                tracing::warn!(%error, "fill queue poll failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+        &config.fill_dead_letter_queue_url,
+    ));
+    for _ in 0..FILL_PROCESSOR_CONCURRENCY {
+        let mapping = EventSourceMapping::new(
+            sqs.clone(),
+            &config.fill_queue_url,
+            &config.fill_queue_arn,
+            10,
+            1,
+        );
+        let (processor, set_aside) = (processor.clone(), set_aside.clone());
+        tokio::spawn(async move {
+            loop {
+                let polled = mapping
+                    .poll_once(|event| async {
+                        let deadline_ms = SystemClock.now_ms() + FILL_PROCESSOR_TIMEOUT_MS;
+                        let (response, summary) = fill_processor::handle_batch(
+                            &*processor,
+                            &*set_aside,
+                            event,
+                            deadline_ms,
+                        )
+                        .await;
+                        // Embedded Metric Format, on stdout as in Lambda.
+                        println!("{}", fill_processor::metrics_line(&summary));
+                        response
+                    })
+                    .await;
+                if let Err(error) = polled {
+                    tracing::warn!(%error, "fill queue poll failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
-        }
-    });
+        });
+    }
 
-    let settings = reconciler::Settings {
-        retry: config.retry_policy(),
-        max_orders_per_run: 200,
-        max_run_ms: 20_000,
-        safety_margin_ms: 1_000,
-    };
+    let settings = reconciler_settings();
     let (first, second) = (
-        orders(&config, &dynamodb, 3)?,
-        orders(&config, &dynamodb, 4)?,
+        orders(&config, &dynamodb, &faults, 3)?,
+        orders(&config, &dynamodb, &faults, 4)?,
     );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let mut tick = tokio::time::interval(Duration::from_millis(config.reconciler_interval_ms));
@@ -205,11 +291,11 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
         tick.tick().await;
         if rng.gen::<f64>() < config.reconciler_double_chance {
             tokio::join!(
-                reconciler::run_once(&first, &settings, 30_000),
-                reconciler::run_once(&second, &settings, 30_000)
+                reconciler::run_once(&first, &settings, RECONCILER_TIMEOUT_MS),
+                reconciler::run_once(&second, &settings, RECONCILER_TIMEOUT_MS)
             );
         } else {
-            reconciler::run_once(&first, &settings, 30_000).await;
+            reconciler::run_once(&first, &settings, RECONCILER_TIMEOUT_MS).await;
         }
     }
 }

@@ -8,15 +8,19 @@
 //! - [`host`]: the handler process; [`gateway`]: API Gateway emulation with
 //!   [`jwt`] checks; [`sqs_poller`]: the event source mapping.
 //! - [`faults`]: faults injected into the handlers' Balances calls.
-//! - [`operator`]: an on-call engineer's view (order timeline, flagged orders, DLQ).
+//! - [`operator`]: an on-call engineer's view (order timeline, flagged
+//!   orders, DLQ, an operator's decision), against the local stack or a
+//!   deployed one ([`target`]); [`format`]: times, durations and amounts.
 
 pub mod demo;
 pub mod faults;
+pub mod format;
 pub mod gateway;
 pub mod host;
 pub mod jwt;
 pub mod operator;
 pub mod sqs_poller;
+pub mod target;
 
 use std::time::Duration;
 
@@ -47,9 +51,10 @@ impl HostProcess {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         );
         // Its logs (and metric lines) go to a file, out of the demo's way.
-        let log_path = local_stack::workspace_root()
-            .join(".local")
-            .join("handlers.log");
+        let log_path = handler_log_path();
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).context("creating .local")?;
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -77,6 +82,21 @@ impl HostProcess {
         self.child.id().unwrap_or_default()
     }
 
+    /// Stops the Balances faults the handlers inject (`SIGUSR1`).
+    pub fn stop_faults(&self) -> anyhow::Result<()> {
+        // No id: the process has exited (and pid 0 would signal our own group).
+        let pid = self.child.id().context("the handler process has exited")?;
+        let pid = libc::pid_t::try_from(pid).context("the handler process's pid")?;
+        // SAFETY: kill(2) sends a signal to the child this struct owns.
+        if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
+            bail!(
+                "signalling the handler process: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
     /// SIGKILL: no shutdown hook runs, requests in flight are cut.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         self.child
@@ -84,6 +104,14 @@ impl HostProcess {
             .await
             .context("killing the handler process")
     }
+}
+
+/// Where the handler process writes its logs (JSON lines, as in Lambda)
+/// and metric lines: `.local/handlers.log` under the checkout.
+pub fn handler_log_path() -> std::path::PathBuf {
+    local_stack::workspace_root()
+        .join(".local")
+        .join("handlers.log")
 }
 
 /// A loopback address with a port free right now.
