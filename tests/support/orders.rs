@@ -42,6 +42,7 @@ pub fn sample_order(account: &AccountId, now_ms: u64, due_at_ms: u64) -> Order {
         backlog: false,
         reported_cum: 0,
         final_report: None,
+        contradicted: false,
         cancel: None,
         release: None,
         released_units: 0,

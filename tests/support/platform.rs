@@ -64,6 +64,11 @@ pub async fn authorizer(request: Request, next: Next) -> Response {
             let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
             jwt.claims
                 .insert(place_order::ACCOUNT_CLAIM.into(), account);
+            // The stand-in token grants every route's scope.
+            jwt.scopes = Some(vec![
+                place_order::READ_SCOPE.into(),
+                place_order::WRITE_SCOPE.into(),
+            ]);
             let mut authorizer = ApiGatewayRequestAuthorizer::default();
             authorizer.jwt = Some(jwt);
             let mut context = ApiGatewayV2httpRequestContext::default();
@@ -81,8 +86,9 @@ pub struct Platform {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub trading_table: String,
     pub balances_table: String,
-    /// Straight to the Balances service (set-up and assertions).
-    pub balances: HttpBalances,
+    /// Straight to the Balances service (set-up and assertions; deposits on
+    /// the admin route).
+    pub balances: crate::iam::ServiceBalances,
     /// The orders API's way to Balances.
     pub balances_proxy: FaultyProxy,
     pub exchange: Running,
@@ -164,18 +170,22 @@ impl Platform {
         let balances_table = resources.table("BalancesTable").to_owned();
         let ledger =
             DynamoLedgerStore::new(dynamodb.clone(), balances_table.clone(), catalog.clone());
-        let balances_address = serve(balances::router(
+        let balances_router = balances::router(
             BalancesService::new(ledger, SystemClock),
             catalog.clone(),
-        ))
-        .await;
+            crate::iam::roles(),
+        );
+        // The functions call as a trading role, set-up deposits as the operator.
+        let balances_address =
+            crate::iam::serve_as_role(balances_router.clone(), crate::iam::PLACE_ORDER_ROLE).await;
+        let admin_address =
+            crate::iam::serve_as_role(balances_router, crate::iam::OPERATOR_ROLE).await;
         let balances_proxy = FaultyProxy::spawn(balances_address).await;
-        let balances = HttpBalances::new(
+        let balances = crate::iam::ServiceBalances::new(
             &format!("http://{balances_address}"),
-            catalog.clone(),
+            &format!("http://{admin_address}"),
             BALANCES_CALL_TIMEOUT,
-        )
-        .expect("client");
+        );
         let profile = options.engine.venue;
         let mut sim = exchange_sim::app::Settings::new(options.engine);
         sim.clock_offset_ms = options.clock_offset_ms;
@@ -232,8 +242,9 @@ impl Platform {
             BALANCES_CALL_TIMEOUT,
         )
         .expect("client");
-        let exchange =
-            HttpExchange::new(&self.exchange_url, catalog, EXCHANGE_CALL_TIMEOUT).expect("client");
+        let exchange = HttpExchange::new(&self.exchange_url, catalog, EXCHANGE_CALL_TIMEOUT)
+            .expect("client")
+            .with_venue(self.venue.clone());
         let (store, balances, exchange) = wrap(store, balances, exchange);
         Orders::new(
             store,

@@ -167,10 +167,9 @@ async fn an_interrupted_settlement_is_recorded_and_finished_once() {
         let reports = platform.exchange_finished(&id).await;
         platform.balances_proxy.set(mode);
         let first = deliver(&platform, 0, &reports[0]).await;
-        assert_eq!(
-            first,
-            MessageResult::Applied,
-            "{mode:?}: recorded, acknowledged"
+        assert!(
+            matches!(first, MessageResult::Applied(_)),
+            "{mode:?}: recorded, acknowledged: {first:?}"
         );
         let recorded = platform.stored(&id).await;
         let slot = recorded.settling.as_ref().expect("in the settling slot");
@@ -186,7 +185,7 @@ async fn an_interrupted_settlement_is_recorded_and_finished_once() {
         for (n, report) in reports.iter().enumerate() {
             let result = deliver(&platform, n, report).await;
             assert!(
-                matches!(result, MessageResult::Applied | MessageResult::Duplicate),
+                matches!(result, MessageResult::Applied(_) | MessageResult::Duplicate),
                 "{result:?}"
             );
         }
@@ -260,7 +259,7 @@ async fn out_of_order_reports_and_fills_before_placement() {
     reports.rotate_right(1); // the final status first
     for (n, report) in reports.iter().enumerate() {
         let result = deliver(&platform, n, report).await;
-        assert_eq!(result, MessageResult::Applied);
+        assert!(matches!(result, MessageResult::Applied(_)), "{result:?}");
     }
     let order = assert_settled_once(&platform, &account, &id, start).await;
     assert!(order.exchange_order_id.is_some());
@@ -420,6 +419,75 @@ async fn an_exec_id_reused_with_other_terms_is_never_applied_twice() {
         .recovery
         .flags
         .contains(&FlagReason::ConflictingExecution));
+}
+
+/// The venue's altered second report of an execution is the only one that
+/// arrives (the true one went to the dead-letter queue): its terms are
+/// settled, since nothing told them apart. Recovery, pulling the exchange's
+/// own list for the shares the final status says are missing, finds the
+/// contradiction: the order is flagged, and closes instead of waiting
+/// forever for shares that will never come.
+#[tokio::test]
+async fn a_contradiction_found_by_recovery_is_flagged_and_the_order_closes() {
+    let platform = Platform::spawn("fills-contradicted").await;
+    let start = 1_000_000;
+    let account = funded_account(&platform.balances, "contradicted", start).await;
+    let id = place(&platform, &account, "k", &limit_buy(10, "500.00")).await;
+    let reports = platform.exchange_finished(&id).await;
+    let (n, true_execution) = reports
+        .iter()
+        .enumerate()
+        .find_map(|(n, r)| match r {
+            ExchangeReport::Execution { execution, .. } if execution.quantity.shares() > 1 => {
+                Some((n, execution.clone()))
+            }
+            _ => None,
+        })
+        .expect("10 shares in 2 to 5 executions: one has more than one share");
+    let altered = ExchangeReport::Execution {
+        client_order_id: id.clone(),
+        execution: Execution {
+            quantity: Quantity::new(true_execution.quantity.shares() - 1).expect("q"),
+            ..true_execution.clone()
+        },
+    };
+    for (m, report) in reports.iter().enumerate() {
+        let report = if m == n { &altered } else { report };
+        let result = deliver(&platform, m, report).await;
+        assert!(matches!(result, MessageResult::Applied(_)), "{result:?}");
+    }
+    let order = platform.order(&id).await;
+    assert_eq!(order.missing_quantity(), 1, "the final status says 10");
+    assert!(!order.is_closed());
+
+    let order = platform
+        .orders()
+        .drive(&id, domain::order::Driver::Recovery)
+        .await
+        .expect("drive");
+    assert!(order.is_closed(), "{order:?}");
+    assert!(order.contradicted);
+    assert_eq!(order.filled_quantity(), 9, "settled as reported");
+    let flag = order.recovery.flag_detail.clone().unwrap_or_default();
+    assert!(
+        order
+            .recovery
+            .flags
+            .contains(&FlagReason::ConflictingExecution)
+            && flag.contains(&true_execution.exec_id.to_string()),
+        "{:?}",
+        order.recovery
+    );
+    let recorded = platform.executions(&id).await;
+    assert_eq!(recorded.len(), reports.len() - 1, "each execution once");
+    let cash = balance_of(&platform.balances, &account, &Asset::Cash).await;
+    assert_eq!(cash.reserved, 0, "the reservation is returned");
+    let paid_less = true_execution.price.cents();
+    assert_eq!(
+        cash.available,
+        start - (executed_cents(&platform, &id) - paid_less),
+        "the altered terms, as settled"
+    );
 }
 
 /// A validly signed execution for an order still reserving (its placement

@@ -35,6 +35,7 @@ pub struct Executed {
 /// Times a shortfall settlement is recomputed when the balance moves under it.
 const SHORTFALL_ATTEMPTS: usize = 4;
 
+#[derive(Clone)]
 pub struct BalancesService<S, C> {
     store: S,
     clock: C,

@@ -153,3 +153,39 @@ pub trait Exchange: Send + Sync {
         trade_date: &str,
     ) -> impl Future<Output = Result<Vec<ExchangeOrder>, ExchangeError>> + Send;
 }
+
+/// One venue client shared by several use-case instances (a test's two
+/// handlers on one exchange, say).
+impl<E: Exchange> Exchange for std::sync::Arc<E> {
+    fn rules(&self) -> VenueRules {
+        (**self).rules()
+    }
+    async fn place(&self, request: &PlaceRequest) -> Result<PlaceOutcome, ExchangeError> {
+        (**self).place(request).await
+    }
+    async fn order(
+        &self,
+        client_order_id: &OrderId,
+    ) -> Result<Option<ExchangeOrder>, ExchangeError> {
+        (**self).order(client_order_id).await
+    }
+    async fn executions(&self, exchange_order_id: &str) -> Result<Vec<Execution>, ExchangeError> {
+        (**self).executions(exchange_order_id).await
+    }
+    async fn cancel(
+        &self,
+        client_order_id: &OrderId,
+        exchange_order_id: Option<&str>,
+    ) -> Result<CancelOutcome, ExchangeError> {
+        (**self).cancel(client_order_id, exchange_order_id).await
+    }
+    async fn reference_price(&self, symbol: &Symbol) -> Result<Price, ExchangeError> {
+        (**self).reference_price(symbol).await
+    }
+    async fn clock(&self) -> Result<VenueClock, ExchangeError> {
+        (**self).clock().await
+    }
+    async fn day_orders(&self, trade_date: &str) -> Result<Vec<ExchangeOrder>, ExchangeError> {
+        (**self).day_orders(trade_date).await
+    }
+}

@@ -65,6 +65,7 @@ impl OrderServiceSettings {
         let calendar = defaults.calendar.clone();
         let orders = OrderSettings {
             market_collar_bps: number_env("MARKET_COLLAR_BPS", defaults.market_collar_bps)?,
+            submit_window_ms: number_env("SUBMIT_WINDOW_MS", defaults.submit_window_ms)?,
             placement_window_ms: number_env("PLACEMENT_WINDOW_MS", defaults.placement_window_ms)?,
             handler_budget_ms: number_env("HANDLER_BUDGET_MS", defaults.handler_budget_ms)?,
             recovery: domain::order::RecoveryPolicy {

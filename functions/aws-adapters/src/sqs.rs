@@ -22,7 +22,9 @@ pub const ATTRIBUTE_CLIENT_ORDER_ID: &str = "client_order_id";
 pub const ATTRIBUTE_KIND: &str = "kind";
 /// Message attribute of a set-aside message: why it was set aside.
 pub const ATTRIBUTE_REASON: &str = "reason";
-/// Message group of set-aside messages on the (FIFO) dead-letter queue.
+/// Message groups of set-aside messages on the (FIFO) dead-letter queue
+/// start with this; each message has a group of its own, so one an operator
+/// leaves in place never hides the others behind it.
 pub const SET_ASIDE_GROUP: &str = "set-aside";
 /// Longest reason kept in a message attribute.
 const MAX_REASON_CHARS: usize = 256;
@@ -165,11 +167,12 @@ impl FillQueue for SqsFillQueue {
             (ATTRIBUTE_KIND, "set_aside"),
             (ATTRIBUTE_REASON, reason_attribute.as_str()),
         ];
+        let group = format!("{SET_ASIDE_GROUP}-{}", &deduplication_id(delivery_id)[..32]);
         let message_id = self
             .send_message(
                 &self.dead_letter_queue_url,
                 body.clone(),
-                SET_ASIDE_GROUP,
+                &group,
                 delivery_id,
                 &attributes,
             )

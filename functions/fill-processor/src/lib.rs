@@ -26,6 +26,7 @@ use app::orders::{Orders, ReportOutcome};
 use app::Clock;
 use aws_adapters::sqs::parse_report;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use domain::order::{Order, OrderStatus};
 use futures::future::join_all;
 use tracing::Instrument;
 
@@ -33,10 +34,29 @@ use tracing::Instrument;
 /// left: enough for one report's calls at their timeouts.
 pub const TIME_PER_MESSAGE_MS: u64 = 10_000;
 
+/// What applying a report did to its order, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The order closed with this status.
+    pub closed: Option<OrderStatus>,
+    /// The order carries a flag for an operator (a shortfall, an overfill,
+    /// a reopened order, conflicting terms).
+    pub flagged: bool,
+}
+
+impl Applied {
+    fn of(order: &Order) -> Self {
+        Applied {
+            closed: order.is_closed().then(|| order.status()),
+            flagged: order.recovery.is_flagged(),
+        }
+    }
+}
+
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageResult {
-    Applied,
+    Applied(Applied),
     Duplicate,
     /// Kept on the dead-letter queue with its reason; acknowledged here.
     SetAside(String),
@@ -50,7 +70,7 @@ impl MessageResult {
     fn acknowledged(&self) -> bool {
         matches!(
             self,
-            MessageResult::Applied | MessageResult::Duplicate | MessageResult::SetAside(_)
+            MessageResult::Applied(_) | MessageResult::Duplicate | MessageResult::SetAside(_)
         )
     }
 }
@@ -59,6 +79,13 @@ impl MessageResult {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchSummary {
     pub applied: u64,
+    /// Orders this batch closed, by status.
+    pub filled: u64,
+    pub cancelled: u64,
+    pub expired: u64,
+    pub failed: u64,
+    /// Applied reports whose order is flagged for an operator.
+    pub flagged: u64,
     pub duplicates: u64,
     pub set_aside: u64,
     pub retried: u64,
@@ -124,7 +151,17 @@ where
     for (message, (_, result)) in event.records.iter().zip(results) {
         let id = message.message_id.clone().unwrap_or_default();
         match result {
-            MessageResult::Applied => summary.applied += 1,
+            MessageResult::Applied(applied) => {
+                summary.applied += 1;
+                summary.flagged += u64::from(applied.flagged);
+                match applied.closed {
+                    Some(OrderStatus::Filled) => summary.filled += 1,
+                    Some(OrderStatus::Cancelled) => summary.cancelled += 1,
+                    Some(OrderStatus::Expired) => summary.expired += 1,
+                    Some(OrderStatus::Failed | OrderStatus::Rejected) => summary.failed += 1,
+                    _ => {}
+                }
+            }
             MessageResult::Duplicate => summary.duplicates += 1,
             MessageResult::SetAside(reason) => {
                 summary.set_aside += 1;
@@ -173,15 +210,22 @@ where
             return keep_aside(set_aside, body, &reason, delivery_id).await;
         }
     };
+    // The span is attached to the future (never entered across an await),
+    // so every line of this report's work, setting it aside included,
+    // carries its order.
     let span = tracing::info_span!("fill", order_id = %report.client_order_id());
-    match orders.apply_report(&report).instrument(span).await {
-        Ok(ReportOutcome::Applied(_)) => MessageResult::Applied,
-        Ok(ReportOutcome::Duplicate(_)) => MessageResult::Duplicate,
-        Ok(ReportOutcome::SetAside { reason }) => {
-            keep_aside(set_aside, body, &reason, delivery_id).await
+    async {
+        match orders.apply_report(&report).await {
+            Ok(ReportOutcome::Applied(order)) => MessageResult::Applied(Applied::of(&order)),
+            Ok(ReportOutcome::Duplicate(_)) => MessageResult::Duplicate,
+            Ok(ReportOutcome::SetAside { reason }) => {
+                keep_aside(set_aside, body, &reason, delivery_id).await
+            }
+            Err(error) => MessageResult::Retry(error.to_string()),
         }
-        Err(error) => MessageResult::Retry(error.to_string()),
     }
+    .instrument(span)
+    .await
 }
 
 async fn keep_aside<Q: FillQueue>(
@@ -202,6 +246,11 @@ pub fn metrics_line(summary: &BatchSummary) -> String {
         "fill-processor",
         &[
             ("FillsApplied", summary.applied),
+            ("OrdersFilled", summary.filled),
+            ("OrdersCancelled", summary.cancelled),
+            ("OrdersExpired", summary.expired),
+            ("OrdersFailed", summary.failed),
+            ("OrdersFlagged", summary.flagged),
             ("DuplicateDeliveries", summary.duplicates),
             ("ReportsSetAside", summary.set_aside),
             ("ReportsRetried", summary.retried),

@@ -28,6 +28,8 @@ const MAX_WRITE_ATTEMPTS: usize = 8;
 /// doubles up to [`MAX_RESEND_PAUSE_MS`].
 const FIRST_RESEND_PAUSE_MS: u64 = 250;
 const MAX_RESEND_PAUSE_MS: u64 = 2_000;
+/// Pause before a handler asks again about a placement whose lookup failed.
+const LOOKUP_PAUSE_MS: u64 = 500;
 
 /// The order as last read or written, with the version a write must match.
 pub(crate) type Current = Versioned<Order>;
@@ -256,7 +258,12 @@ where
                 self.send_placement(current, driver, started_ms).await
             }
             Action::AbandonUnsent => self.abandon_unsent(current).await,
-            Action::LookupPlacement => self.lookup_placement(current).await,
+            Action::LookupPlacement => {
+                let (current, progress) = self.lookup_placement(current).await?;
+                Ok(self
+                    .keep_at_placement(current, progress, driver, started_ms)
+                    .await)
+            }
             Action::Settle => self.settle_now(current).await,
             Action::DrainBacklog => self.drain_backlog(current).await,
             Action::Cancel => self.send_cancel(current).await,
@@ -332,7 +339,7 @@ where
         let now = self.now_ms();
         let succeeded = state == StepState::Succeeded;
         // The write after the reservation is also the one before the placement.
-        let placement = if succeeded && self.may_start_placement(order, now) {
+        let placement = if succeeded && self.may_send_placement(order, now) {
             self.first_placement(order, now).await
         } else {
             None
@@ -346,7 +353,7 @@ where
                 }
                 o.reserve.finish(state.clone(), now);
                 if let Some(placement) = &placement {
-                    if o.place.is_none() && self.may_start_placement(o, now) {
+                    if o.place.is_none() && self.may_send_placement(o, now) {
                         o.place = Some(placement.clone());
                         // From now on the deadline is the request's own.
                         o.place_deadline_ms = now + self.settings.placement_window_ms;
@@ -362,10 +369,11 @@ where
         Ok((current, Progress::Advanced))
     }
 
-    /// A placement may start only before its window closes and only while
-    /// no cancel is requested (checked inside the write that starts it, so a
-    /// cancel recorded in between is always seen).
-    fn may_start_placement(&self, order: &Order, now_ms: u64) -> bool {
+    /// A placement may start, or be sent again, only before its window
+    /// closes and only while no cancel is requested (checked inside the
+    /// write that counts the send, so a cancel recorded in between is
+    /// always seen).
+    fn may_send_placement(&self, order: &Order, now_ms: u64) -> bool {
         let ignores_cancel = {
             #[cfg(feature = "mutants")]
             {
@@ -396,7 +404,7 @@ where
             let mut started = false;
             let current = self
                 .update(current, |o| {
-                    started = o.place.is_none() && self.may_start_placement(o, now);
+                    started = o.place.is_none() && self.may_send_placement(o, now);
                     if started {
                         o.place = Some(placement.clone());
                         // From now on the deadline is the request's own.
@@ -415,10 +423,13 @@ where
         let current = self
             .update(current, |o| {
                 resending = false;
+                if !self.may_send_placement(o, now) {
+                    return false;
+                }
                 let Some(placement) = o.place.as_mut() else {
                     return false;
                 };
-                if !placement.step.is_processing() || now > o.place_deadline_ms {
+                if !placement.step.is_processing() {
                     return false;
                 }
                 placement.sends += 1;
@@ -542,6 +553,34 @@ where
 
     /// Resolves a placement whose answer was lost, by asking the exchange,
     /// and concludes "not placed" only as far as the venue's guarantees allow.
+    /// A handler whose lookup went unanswered asks again after a pause while
+    /// its budget and the placement window last: an exchange that fails one
+    /// call in several must not turn a placement into "not placed".
+    async fn keep_at_placement(
+        &self,
+        current: Current,
+        progress: Progress,
+        driver: Driver,
+        started_ms: u64,
+    ) -> (Current, Progress) {
+        let now = self.now_ms();
+        let unresolved = current
+            .value
+            .place
+            .as_ref()
+            .is_some_and(|p| p.step.is_processing());
+        let keep_trying = progress == Progress::Waiting
+            && driver == Driver::Handler
+            && unresolved
+            && now < current.value.place_deadline_ms
+            && now.saturating_sub(started_ms) < self.settings.handler_budget_ms;
+        if !keep_trying {
+            return (current, progress);
+        }
+        self.clock.pause(LOOKUP_PAUSE_MS).await;
+        (current, Progress::Advanced)
+    }
+
     async fn lookup_placement(&self, current: Current) -> Result<(Current, Progress), OrderError> {
         let id = current.value.id.clone();
         let view = match self.exchange.order(&id).await {
@@ -555,8 +594,9 @@ where
                 .await?;
             return Ok((current, Progress::Advanced));
         }
-        // Not found while the request could still go out: send it again.
-        if now <= current.value.place_deadline_ms {
+        // Not found while the request could still go out (and the caller
+        // still wants it): send it again.
+        if self.may_send_placement(&current.value, now) {
             let current = self
                 .update(current, |o| match o.place.as_mut() {
                     Some(p) if p.step.is_processing() && !p.resend => {

@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 
-use domain::order::{Driver, FlagReason, OrderId, StepFailure, OPEN_INDEX_SHARDS};
+use domain::order::{
+    absence_final_at_ms, Driver, FlagReason, OrderId, StepFailure, OPEN_INDEX_SHARDS,
+};
 
 use super::drive::{record_exchange_view, Current};
 use super::{OrderError, Orders};
@@ -195,7 +197,6 @@ where
                             for entry in &entries {
                                 self.check_open_order(
                                     &entry.id,
-                                    day,
                                     close,
                                     &date,
                                     &by_client,
@@ -243,7 +244,6 @@ where
     async fn check_open_order(
         &self,
         id: &OrderId,
-        day: u64,
         close_ms: u64,
         date: &str,
         listed: &HashMap<&str, &ExchangeOrder>,
@@ -259,18 +259,23 @@ where
         if order.is_closed() || order.created_at_ms > close_ms {
             return Ok(());
         }
+        let now = self.now_ms();
+        // A send may still be on its way: nothing is concluded from its
+        // absence yet (the next day's check looks again).
+        let unknown = order.place.as_ref().is_some_and(|p| p.step.is_processing());
+        if unknown && now <= absence_final_at_ms(order, &self.settings.recovery) {
+            return Ok(());
+        }
         report.examined += 1;
-        let calendar = &self.settings.calendar;
         let view = match listed.get(id.as_str()) {
             Some(view) => Some((*view).clone()),
-            // An order resting from an earlier day is not in this day's
-            // list: ask for it by its id.
-            None if order.is_placed() && calendar.trade_day(order.created_at_ms) < day => {
-                self.exchange.order(id).await?
-            }
+            // Not in this day's list: an order resting from an earlier day,
+            // or one whose placement reached the venue after its close (the
+            // venue lists it on its next day): ask for it by its id before
+            // concluding anything.
+            None if order.place.is_some() => self.exchange.order(id).await?,
             None => None,
         };
-        let now = self.now_ms();
         let current = match view {
             Some(view) => {
                 let before = current.version;

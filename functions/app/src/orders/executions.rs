@@ -9,7 +9,10 @@
 //! retried. Duplicates stop at the slot or at the execution's own record;
 //! a repeat of an `exec_id` with other terms is never applied and is flagged.
 
-use domain::order::{Execution, FillRecord, FlagReason, Taken};
+use std::collections::HashMap;
+
+use domain::money::{Price, Quantity};
+use domain::order::{ExecId, Execution, FillRecord, FlagReason, Taken};
 
 use super::drive::{Current, Progress};
 use super::{OrderError, Orders};
@@ -97,13 +100,7 @@ where
             }
             // It cannot finish now: this execution waits in its own record.
             // The mark goes first, so a waiting record is never unmarked.
-            let current = self
-                .update(current, |o| {
-                    let unmarked = !o.backlog;
-                    o.backlog = true;
-                    unmarked
-                })
-                .await?;
+            let current = self.mark_backlog(current).await?;
             let now = self.now_ms();
             return match self
                 .store
@@ -118,6 +115,16 @@ where
             };
         }
         Err(OrderError::Busy)
+    }
+
+    /// Marks the order as having executions waiting in their own records.
+    async fn mark_backlog(&self, current: Current) -> Result<Current, OrderError> {
+        self.update(current, |o| {
+            let unmarked = !o.backlog;
+            o.backlog = true;
+            unmarked
+        })
+        .await
     }
 
     /// Puts the execution into the free (or settled) slot in one write,
@@ -227,6 +234,12 @@ where
                     marked
                 })
                 .await?;
+            // A writer may have marked the order just before the clear and
+            // written its record just after the read above: look once more.
+            if self.store.next_waiting(&id).await?.is_some() {
+                let current = self.mark_backlog(current).await?;
+                return Ok((current, Progress::Advanced));
+            }
             return Ok((current, Progress::Advanced));
         };
         // Settled already (a crash between its two writes): tidy up, go on.
@@ -287,13 +300,31 @@ where
         let complete = !current.value.backlog && current.value.filled_quantity() >= venue_total;
         let mut recorded = 0;
         if !complete {
-            let known = self.recorded_exec_ids(&current).await?;
-            for execution in executions.iter().filter(|e| !known.contains(&e.exec_id)) {
-                let (next, outcome) = self.record_execution(current, execution).await?;
-                current = next;
-                if outcome == Recorded::New {
-                    recorded += 1;
+            let (known, waiting) = self.recorded_executions(&current).await?;
+            // A waiting record the order does not know of (a clear that
+            // raced a writer): mark it, so that it is drained.
+            if waiting && !current.value.backlog {
+                current = self.mark_backlog(current).await?;
+            }
+            let mut contradicted = Vec::new();
+            for execution in &executions {
+                match known.get(&execution.exec_id) {
+                    Some(terms) if *terms == (execution.quantity, execution.price) => {}
+                    Some(terms) => contradicted.push(format!(
+                        "execution {} recorded as {} at {}, listed by the exchange as {} at {}",
+                        execution.exec_id, terms.0, terms.1, execution.quantity, execution.price
+                    )),
+                    None => {
+                        let (next, outcome) = self.record_execution(current, execution).await?;
+                        current = next;
+                        if outcome == Recorded::New {
+                            recorded += 1;
+                        }
+                    }
                 }
+            }
+            if !contradicted.is_empty() {
+                current = self.contradicted(current, &contradicted.join("; ")).await?;
             }
         }
         let progress = if recorded > 0 || current.version != before {
@@ -304,26 +335,52 @@ where
         Ok((current, progress))
     }
 
-    /// Every `exec_id` recorded for the order (the slot and every record):
+    /// The exchange listed, for an order it finished, executions recorded
+    /// here with other terms than it lists now: a venue that contradicted
+    /// itself (the first report was settled; correcting it is an
+    /// operator's call). Flagged; with its final report in, nothing else is
+    /// missing, so the order can close.
+    async fn contradicted(&self, current: Current, text: &str) -> Result<Current, OrderError> {
+        let finished = current.value.final_report.is_some();
+        let current = self
+            .update(current, |o| {
+                let first = finished && !o.contradicted;
+                o.contradicted |= finished;
+                first
+            })
+            .await?;
+        self.flag(current, FlagReason::ConflictingExecution, text)
+            .await
+    }
+
+    /// The terms of every execution recorded for the order (the slot and
+    /// every record), and whether any record still waits to be settled:
     /// read only when the exchange reports more than the totals hold.
-    async fn recorded_exec_ids(
+    async fn recorded_executions(
         &self,
         current: &Current,
-    ) -> Result<std::collections::HashSet<domain::order::ExecId>, OrderError> {
+    ) -> Result<(HashMap<ExecId, (Quantity, Price)>, bool), OrderError> {
         let id = &current.value.id;
-        let mut known: std::collections::HashSet<_> = current
+        let mut known: HashMap<_, _> = current
             .value
             .settling
             .iter()
-            .map(|f| f.exec_id.clone())
+            .map(|f| (f.exec_id.clone(), (f.quantity, f.price)))
             .collect();
+        let slot = current.value.settling.as_ref().map(|f| f.exec_id.clone());
+        let mut waiting = false;
         let mut after = None;
         loop {
             let page = self.store.fills(id, after.as_ref(), FILL_PAGE).await?;
-            known.extend(page.fills.into_iter().map(|r| r.exec_id));
+            for record in page.fills {
+                waiting |= !record.is_settled() && slot.as_ref() != Some(&record.exec_id);
+                known
+                    .entry(record.exec_id)
+                    .or_insert((record.quantity, record.price));
+            }
             match page.next {
                 Some(next) => after = Some(next),
-                None => return Ok(known),
+                None => return Ok((known, waiting)),
             }
         }
     }

@@ -92,6 +92,7 @@ where
             backlog: false,
             reported_cum: 0,
             final_report: None,
+            contradicted: false,
             cancel: None,
             release: None,
             released_units: 0,

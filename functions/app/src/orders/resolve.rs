@@ -1,10 +1,10 @@
 //! An operator's decision on a flagged or unresolved order, recorded on the
-//! order as a step of its own with its evidence, then driven on as any
-//! other record is.
+//! order as a step of its own with its evidence; the order is then due, and
+//! the reconciler drives it on as any other record.
 
-use domain::order::{detail, Decision, Driver, OperatorDecision, Order, OrderId, StepFailure};
+use domain::order::{detail, Decision, OperatorDecision, Order, OrderId, StepFailure};
 
-use super::{OrderError, Orders};
+use super::{OrderError, Orders, INDEX_LAG_MS};
 use crate::balances::Balances;
 use crate::clock::Clock;
 use crate::exchange::Exchange;
@@ -82,6 +82,8 @@ where
             Decision::Acknowledged => current,
         };
         tracing::warn!(order_id = %id, decision = ?resolution.decision, evidence, "operator decision recorded");
-        Ok(self.drive_from(current, Driver::Recovery).await?.value)
+        // The reconciler finishes it on its next run, with its own role's
+        // rights at Balances (an operator's credentials may not release).
+        Ok(self.due_by(current, now + INDEX_LAG_MS).await?.value)
     }
 }

@@ -28,8 +28,8 @@ pub enum Action {
     /// Start the placement: record `place: processing` (only while no cancel
     /// is requested), then send it.
     Place,
-    /// The last send provably never reached the exchange and the deadline
-    /// has not passed: send the same request again.
+    /// The last send provably never reached the exchange, the deadline has
+    /// not passed and no cancel is requested: send the same request again.
     Resend,
     /// Nothing was sent and the caller cancelled first or the deadline
     /// passed: record `place: failed` without calling the exchange.
@@ -90,7 +90,9 @@ pub fn next_actions(
         }
         None => return vec![Action::Place],
         Some(placement) if placement.step.is_processing() => {
-            if placement.resend && now_ms <= order.place_deadline_ms {
+            // Never after a cancel: what may still be in flight is settled
+            // by lookup or by the venue's absence proof instead.
+            if placement.resend && !cancel_requested && now_ms <= order.place_deadline_ms {
                 return vec![Action::Resend];
             }
             // Cancelling by client id settles an unknown placement at once on

@@ -48,6 +48,13 @@ pub struct Order {
     pub reported_cum: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub final_report: Option<FinalReport>,
+    /// The exchange's own list of this order's executions, read after its
+    /// final report, names only executions recorded here, yet some with other
+    /// terms (a venue that contradicted itself, flagged
+    /// `ConflictingExecution`): nothing is missing, though the totals differ
+    /// from the final report's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contradicted: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel: Option<Cancel>,
     /// Returning what is left of the reservation (on its own, or riding on
@@ -171,13 +178,16 @@ impl Order {
         }
         let filled = self.filled_quantity();
         match &self.final_report {
-            Some(report) => filled >= report.cum_quantity,
+            Some(report) => filled >= report.cum_quantity || self.contradicted,
             None => filled >= self.request.quantity.shares(),
         }
     }
 
     /// Executions the exchange reported that are not recorded here.
     pub fn missing_quantity(&self) -> u64 {
+        if self.contradicted {
+            return 0;
+        }
         let reported = self
             .final_report
             .as_ref()

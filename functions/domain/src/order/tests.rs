@@ -54,6 +54,7 @@ fn order() -> Order {
         backlog: false,
         reported_cum: 0,
         final_report: None,
+        contradicted: false,
         cancel: None,
         release: None,
         released_units: 0,
@@ -331,6 +332,48 @@ fn a_send_that_provably_failed_is_sent_again_until_the_deadline() {
         next_actions(&o, DEADLINE + 1, &p, Driver::Recovery),
         vec![Action::LookupPlacement]
     );
+}
+
+#[test]
+fn a_placement_is_never_sent_again_after_a_cancel() {
+    let plain = RecoveryPolicy {
+        venue: VenueRules::PLAIN,
+        ..policy()
+    };
+    let mut o = order();
+    let mut placement = Placement::started(T0, Some(DEADLINE));
+    placement.sends = 1;
+    placement.resend = true;
+    o.place = Some(placement);
+    o.cancel = Some(Cancel {
+        requested_at_ms: T0 + 1,
+        step: Some(Step::processing(T0 + 1)),
+    });
+    // What may be in flight is settled by lookup (and, after the window,
+    // by the venue's absence proof), never by sending it once more.
+    for driver in [Driver::Handler, Driver::Recovery] {
+        assert_eq!(
+            next_actions(&o, DEADLINE, &plain, driver),
+            vec![Action::LookupPlacement]
+        );
+    }
+}
+
+#[test]
+fn a_contradicted_order_is_finished_once_its_final_report_is_in() {
+    let mut o = placed();
+    o.take_fill(&execution(1, 3, 9_900), T0 + 2).unwrap();
+    settle_slot(&mut o, T0 + 3);
+    o.record_final(&FinalReport {
+        status: FinalStatus::Filled,
+        cum_quantity: 5,
+    });
+    assert_eq!(o.missing_quantity(), 2);
+    assert!(!o.finished_at_exchange());
+    // The venue's own list names only this execution, with 5 shares.
+    o.contradicted = true;
+    assert_eq!(o.missing_quantity(), 0);
+    assert!(o.finished_at_exchange());
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn order() -> Order {
         backlog: false,
         reported_cum: 0,
         final_report: None,
+        contradicted: false,
         cancel: None,
         release: None,
         released_units: 0,
