@@ -4,7 +4,7 @@ use app::{Balances, BalancesCallError};
 use aws_adapters::balances_http::wire::{
     OperationRecordBody, Problem, IDEMPOTENCY_KEY_HEADER, PROBLEM_CONTENT_TYPE, REPLAYED_HEADER,
 };
-use aws_adapters::balances_http::{HttpBalances, DEFAULT_TIMEOUT};
+use aws_adapters::balances_http::{HttpBalances, HttpBalancesAdmin, DEFAULT_TIMEOUT};
 use balances::MAX_BODY_BYTES;
 use domain::{Asset, Balance, Catalog, Outcome};
 use reqwest::StatusCode;
@@ -353,7 +353,7 @@ async fn refused_connection_is_unavailable() {
     )
     .expect("client");
     let account = new_account("nowhere");
-    let result = client.execute(&account, &key("k"), &deposit(1)).await;
+    let result = client.execute(&account, &key("k"), &reserve(1)).await;
     assert!(
         matches!(result, Err(BalancesCallError::Unavailable(_))),
         "{result:?}"
@@ -381,20 +381,27 @@ async fn lookups_and_unknown_routes() {
     assert_eq!(route.headers()["content-type"], PROBLEM_CONTENT_TYPE);
 }
 
-/// In AWS the Balances API is IAM-authorised: the client signs each request
-/// with SigV4 (service `execute-api`), body and idempotency key included.
+/// In AWS the Balances API is IAM-authorised: each client signs each request
+/// with SigV4 (service `execute-api`), body and idempotency key included;
+/// the admin client's deposits go to the admin route.
 #[tokio::test]
 async fn signed_client_sends_sigv4_headers() {
     use std::sync::{Arc, Mutex};
-    let seen: Arc<Mutex<Vec<axum::http::HeaderMap>>> = Arc::default();
+    type Seen = Arc<Mutex<Vec<(String, axum::http::HeaderMap)>>>;
+    let seen: Seen = Arc::default();
     let recorder = seen.clone();
-    let router = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
-        let recorder = recorder.clone();
-        async move {
-            recorder.lock().expect("lock").push(headers);
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    });
+    let router = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let recorder = recorder.clone();
+            async move {
+                recorder
+                    .lock()
+                    .expect("lock")
+                    .push((uri.path().to_owned(), headers));
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        },
+    );
     let address = system_tests::serve(router).await;
     let stack = local_stack::Stack::at("http://127.0.0.1:1");
     let client = HttpBalances::new(
@@ -406,8 +413,9 @@ async fn signed_client_sends_sigv4_headers() {
     .signed_with(&stack.sdk_config())
     .expect("signing configured");
     let account = new_account("signed");
-    let _ = client.execute(&account, &key("k-1"), &deposit(100)).await;
-    let headers = seen.lock().expect("lock").pop().expect("a request arrived");
+    let _ = client.execute(&account, &key("k-1"), &reserve(100)).await;
+    let (path, headers) = seen.lock().expect("lock").pop().expect("a request arrived");
+    assert_eq!(path, format!("/accounts/{account}/operations"));
     let authorization = headers["authorization"].to_str().expect("text");
     assert!(
         authorization.starts_with("AWS4-HMAC-SHA256 Credential="),
@@ -422,4 +430,22 @@ async fn signed_client_sends_sigv4_headers() {
         "the key is signed: {authorization}"
     );
     assert!(headers.contains_key("x-amz-date"));
+
+    let admin = HttpBalancesAdmin::new(
+        &format!("http://{address}"),
+        Catalog::us_equities(),
+        DEFAULT_TIMEOUT,
+    )
+    .expect("client")
+    .signed_with(&stack.sdk_config())
+    .expect("signing configured");
+    let _ = admin.execute(&account, &key("k-2"), &deposit(100)).await;
+    let (path, headers) = seen.lock().expect("lock").pop().expect("a request arrived");
+    assert_eq!(path, format!("/admin/accounts/{account}/operations"));
+    let authorization = headers["authorization"].to_str().expect("text");
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=")
+            && authorization.contains("/us-east-1/execute-api/aws4_request"),
+        "{authorization}"
+    );
 }

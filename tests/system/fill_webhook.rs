@@ -1,19 +1,22 @@
 //! The fill webhook on the local stack: the real SQS fill queue and its
-//! dead-letter queue, requests signed by the exchange simulator's reference
-//! implementation (so the platform's verifier is checked against it), and
-//! one run end to end with the simulator delivering its own webhooks.
+//! dead-letter queue, the signing secrets read from the emulator's Secrets
+//! Manager (and rotated there), requests signed by the exchange simulator's
+//! reference implementation (so the platform's verifier is checked against
+//! it), and one run end to end with the simulator delivering its own webhooks.
 //!
 //! What must hold: nothing unauthenticated reaches a queue; a `2xx` only
 //! after the queue accepted; a well-signed but unreadable webhook is set
-//! aside for an operator; every execution the exchange reports arrives.
+//! aside for an operator; every execution the exchange reports arrives; a
+//! rotation needs no restart and is seen within the cache period.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::exchange::{Exchange, PlaceOutcome, PlaceRequest};
-use app::{Clock, SystemClock};
+use app::{Clock, ManualClock, SystemClock};
 use aws_adapters::exchange_http::HttpExchange;
+use aws_adapters::secrets::SecretsManagerSecret;
 use aws_adapters::sqs::{parse_report, SqsFillQueue, ATTRIBUTE_CLIENT_ORDER_ID};
 use domain::order::{
     ExchangeReport, ExecId, Execution, FinalStatus, OrderId, OrderType, TimeInForce,
@@ -22,15 +25,18 @@ use domain::{Catalog, Price, Quantity, Side};
 use exchange_sim::signature::{sign, Secret as SimSecret};
 use exchange_sim::webhooks::WebhookConfig;
 use fill_webhook::signature::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use fill_webhook::{PROBLEM_CONTENT_TYPE, WEBHOOK_PATH};
+use fill_webhook::{CachedKeys, SecretValue, PROBLEM_CONTENT_TYPE, WEBHOOK_PATH};
 use local_stack::{unique_prefix, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use system_tests::conformance::exchange::{aapl, new_order_id};
+use system_tests::faulty_proxy::{FaultyProxy, Mode};
 use system_tests::sim_exchange::fast_fills;
 use system_tests::{new_account, serve};
 
 const TOLERANCE: Duration = Duration::from_secs(300);
+/// How long the webhook uses the signing secrets it read (the default).
+const SECRET_CACHE: Duration = Duration::from_secs(300);
 /// Long enough for the emulator to answer a receive; an empty answer after
 /// this wait means the queue holds nothing visible.
 const RECEIVE_WAIT_SECONDS: i32 = 1;
@@ -48,22 +54,38 @@ fn new_secret() -> SimSecret {
     SimSecret::from_bytes(bytes).expect("32 bytes")
 }
 
-/// The same key as the platform reads it from `WEBHOOK_SECRETS`.
-fn platform_secret(secret: &SimSecret) -> fill_webhook::signature::Secret {
-    fill_webhook::signature::Secret::parse(&secret.to_whsec()).expect("whsec secret")
+/// The secret's value listing `secrets`, as an operator stores it.
+fn secret_value(secrets: &[&SimSecret]) -> String {
+    let texts: Vec<String> = secrets.iter().map(|s| s.to_whsec()).collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    SecretValue::json(&texts)
 }
 
 fn now_seconds() -> u64 {
     SystemClock.now_ms() / 1000
 }
 
-/// The webhook served on a loopback port, in front of fresh queues.
+/// The webhook served on a loopback port, in front of fresh queues, its
+/// signing secrets in a fresh Secrets Manager secret.
 struct Hook {
     url: String,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     dead_letter_queue_url: String,
     http: reqwest::Client,
+    stack: Stack,
+    /// The Secrets Manager secret of the signing secrets (its name).
+    secret_name: String,
+}
+
+/// Where the webhook reads its signing secrets.
+enum SecretsAt {
+    /// The emulator's Secrets Manager.
+    Emulator,
+    /// The same, through a proxy a test can break.
+    Proxy(FaultyProxy),
+    /// A secret id nothing was ever stored under.
+    Missing,
 }
 
 /// Which queue a hook sends to; the emulator's own unless told otherwise.
@@ -78,11 +100,47 @@ async fn spawn_hook(label: &str, secrets: &[&SimSecret]) -> Hook {
 }
 
 async fn spawn_hook_with(label: &str, secrets: &[&SimSecret], target: QueueTarget) -> Hook {
+    spawn_hook_on(
+        label,
+        secrets,
+        target,
+        SecretsAt::Emulator,
+        SystemClock,
+        SECRET_CACHE,
+    )
+    .await
+}
+
+/// The webhook on `clock`, reading its signing secrets from `secrets_at`
+/// (where `secrets` are stored first) and keeping them for `cache`.
+async fn spawn_hook_on<C: Clock + Clone + 'static>(
+    label: &str,
+    secrets: &[&SimSecret],
+    target: QueueTarget,
+    secrets_at: SecretsAt,
+    clock: C,
+    cache: Duration,
+) -> Hook {
     let stack = Stack::ensure_running().await.expect("local stack");
-    let resources = stack
-        .create_resources(&unique_prefix(label))
+    let prefix = unique_prefix(label);
+    let resources = stack.create_resources(&prefix).await.expect("resources");
+    let secret_name = format!("{prefix}ExchangeWebhookSecret");
+    let secret_arn = stack
+        .put_secret(&secret_name, &secret_value(secrets))
         .await
-        .expect("resources");
+        .expect("secret stored");
+    let source = match secrets_at {
+        SecretsAt::Emulator => SecretsManagerSecret::from_config(&stack.sdk_config(), secret_arn),
+        SecretsAt::Proxy(proxy) => {
+            let through = Stack::at(&proxy.url()).sdk_config();
+            SecretsManagerSecret::from_config(&through, secret_arn)
+        }
+        SecretsAt::Missing => SecretsManagerSecret::from_config(
+            &stack.sdk_config(),
+            format!("{secret_name}-never-stored"),
+        ),
+    };
+    let keys = CachedKeys::new(source, clock.clone(), cache);
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config());
     let queue_url = resources.queue_url("FillQueue").to_owned();
     let dead_letter_queue_url = resources.queue_url("FillDeadLetterQueue").to_owned();
@@ -104,8 +162,7 @@ async fn spawn_hook_with(label: &str, secrets: &[&SimSecret], target: QueueTarge
             SqsFillQueue::new(unreachable, &queue_url, &dead_letter_queue_url)
         }
     };
-    let secrets = secrets.iter().map(|s| platform_secret(s)).collect();
-    let router = fill_webhook::router(queue, SystemClock, secrets, TOLERANCE);
+    let router = fill_webhook::router(queue, clock, keys, TOLERANCE);
     let address = serve(router).await;
     Hook {
         url: format!("http://{address}{WEBHOOK_PATH}"),
@@ -113,6 +170,8 @@ async fn spawn_hook_with(label: &str, secrets: &[&SimSecret], target: QueueTarge
         queue_url,
         dead_letter_queue_url,
         http: reqwest::Client::new(),
+        stack,
+        secret_name,
     }
 }
 
@@ -155,6 +214,14 @@ struct Message {
 }
 
 impl Hook {
+    /// Stores a new current value of the signing secrets (a rotation step).
+    async fn store_secrets(&self, secrets: &[&SimSecret]) {
+        self.stack
+            .put_secret(&self.secret_name, &secret_value(secrets))
+            .await
+            .expect("secret stored");
+    }
+
     async fn post(&self, delivery: &Delivery) -> reqwest::Response {
         let mut request = self
             .http
@@ -453,6 +520,177 @@ async fn either_secret_is_accepted_during_rotation() {
     ];
     expected.sort_by_key(|r| format!("{r:?}"));
     assert_eq!(queued, expected);
+}
+
+/// A rotation on Secrets Manager, with no restart: the operator first
+/// stores the new secret beside the old one, later the new one alone. Each
+/// change is seen within the cache period; while both are listed, either
+/// signs; after the second change, the old one is refused.
+#[tokio::test]
+async fn a_rotation_with_two_versions_live_needs_no_restart() {
+    let cache = Duration::from_secs(60);
+    let clock = ManualClock::at(SystemClock.now_ms());
+    let (old, new) = (new_secret(), new_secret());
+    let hook = spawn_hook_on(
+        "hook-rotation",
+        &[&old],
+        QueueTarget::Emulator,
+        SecretsAt::Emulator,
+        clock.clone(),
+        cache,
+    )
+    .await;
+    let order = new_order_id();
+    let deliver = |secret: &SimSecret, exec_id: &str| {
+        let delivery = Delivery::signed_at(
+            secret,
+            &execution_event(&order, exec_id),
+            clock.now_ms() / 1000,
+        );
+        let hook = &hook;
+        async move { hook.status_of(&delivery).await }
+    };
+
+    assert_eq!(deliver(&old, "e-1").await, StatusCode::ACCEPTED);
+    assert_eq!(deliver(&new, "e-2").await, StatusCode::UNAUTHORIZED);
+
+    // Step one: both listed. An instance uses what it read until its cache
+    // period ends, then sees the change.
+    hook.store_secrets(&[&new, &old]).await;
+    assert_eq!(deliver(&new, "e-3").await, StatusCode::UNAUTHORIZED);
+    clock.advance_ms(cache.as_millis() as u64);
+    assert_eq!(deliver(&new, "e-4").await, StatusCode::ACCEPTED);
+    assert_eq!(deliver(&old, "e-5").await, StatusCode::ACCEPTED);
+
+    // Step two: the new one alone. The old one is refused within the period.
+    hook.store_secrets(&[&new]).await;
+    clock.advance_ms(cache.as_millis() as u64);
+    assert_eq!(deliver(&old, "e-6").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(deliver(&new, "e-7").await, StatusCode::ACCEPTED);
+
+    // Exactly the accepted deliveries were queued; the refused ones, nothing.
+    let mut queued = hook.queued_reports().await;
+    queued.sort_by_key(|r| format!("{r:?}"));
+    let mut expected: Vec<ExchangeReport> = ["e-1", "e-4", "e-5", "e-7"]
+        .iter()
+        .map(|e| execution_report(&order, e))
+        .collect();
+    expected.sort_by_key(|r| format!("{r:?}"));
+    assert_eq!(queued, expected);
+    assert!(hook.set_aside().await.is_empty());
+}
+
+/// Secrets Manager unreachable when the cache period ends: the secrets read
+/// last stay in use (no delivery is refused for it), and the change made
+/// meanwhile is picked up once it answers again.
+#[tokio::test]
+async fn an_unreachable_secrets_manager_keeps_the_secrets_in_use() {
+    let cache = Duration::from_secs(60);
+    let clock = ManualClock::at(SystemClock.now_ms());
+    let stack = Stack::ensure_running().await.expect("local stack");
+    let upstream = stack
+        .secrets_manager_endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the emulator's address");
+    let proxy = FaultyProxy::spawn(upstream).await;
+    let (current, next) = (new_secret(), new_secret());
+    let hook = spawn_hook_on(
+        "hook-sm-down",
+        &[&current],
+        QueueTarget::Emulator,
+        SecretsAt::Proxy(proxy.clone()),
+        clock.clone(),
+        cache,
+    )
+    .await;
+    let order = new_order_id();
+    let deliver = |secret: &SimSecret, exec_id: &str| {
+        let delivery = Delivery::signed_at(
+            secret,
+            &execution_event(&order, exec_id),
+            clock.now_ms() / 1000,
+        );
+        let hook = &hook;
+        async move { hook.status_of(&delivery).await }
+    };
+    assert_eq!(deliver(&current, "e-1").await, StatusCode::ACCEPTED);
+
+    proxy.set(Mode::Refuse);
+    hook.store_secrets(&[&next]).await;
+    clock.advance_ms(cache.as_millis() as u64);
+    assert_eq!(deliver(&current, "e-2").await, StatusCode::ACCEPTED);
+    assert_eq!(deliver(&next, "e-3").await, StatusCode::UNAUTHORIZED);
+
+    proxy.set(Mode::Pass);
+    clock.advance_ms(fill_webhook::secrets::RETRY_AFTER_FAILURE_MS);
+    assert_eq!(deliver(&next, "e-4").await, StatusCode::ACCEPTED);
+    assert_eq!(deliver(&current, "e-5").await, StatusCode::UNAUTHORIZED);
+
+    let mut queued = hook.queued_reports().await;
+    queued.sort_by_key(|r| format!("{r:?}"));
+    let mut expected: Vec<ExchangeReport> = ["e-1", "e-2", "e-4"]
+        .iter()
+        .map(|e| execution_report(&order, e))
+        .collect();
+    expected.sort_by_key(|r| format!("{r:?}"));
+    assert_eq!(queued, expected);
+}
+
+/// A delivery over the size limit is `413` problem+json, refused unread, and
+/// nothing reaches either queue.
+#[tokio::test]
+async fn an_oversized_delivery_is_413_and_queues_nothing() {
+    let secret = new_secret();
+    let hook = spawn_hook("hook-413", &[&secret]).await;
+    let body = vec![b' '; fill_webhook::MAX_BODY_BYTES + 1];
+    let oversized = Delivery::signed_bytes(&secret, body, now_seconds());
+    let response = hook.post(&oversized).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some(PROBLEM_CONTENT_TYPE)
+    );
+    assert!(hook.queued_reports().await.is_empty());
+    assert!(hook.set_aside().await.is_empty());
+}
+
+/// No signing secret can be read (nothing stored under the id): a signed
+/// delivery is `503` (the exchange delivers again), an unsigned one still
+/// `401`, and nothing reaches either queue.
+#[tokio::test]
+async fn no_stored_secret_is_503_and_queues_nothing() {
+    let secret = new_secret();
+    let hook = spawn_hook_on(
+        "hook-no-secret",
+        &[&secret],
+        QueueTarget::Emulator,
+        SecretsAt::Missing,
+        SystemClock,
+        SECRET_CACHE,
+    )
+    .await;
+    let order = new_order_id();
+    let signed = Delivery::signed(&secret, &execution_event(&order, "e-1"));
+    let response = hook.post(&signed).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some(PROBLEM_CONTENT_TYPE)
+    );
+    let unsigned = Delivery {
+        signature: None,
+        ..signed
+    };
+    assert_eq!(hook.status_of(&unsigned).await, StatusCode::UNAUTHORIZED);
+    assert!(hook.queued_reports().await.is_empty());
+    assert!(hook.set_aside().await.is_empty());
 }
 
 /// Signed by the exchange but unreadable: retrying cannot help, so each is

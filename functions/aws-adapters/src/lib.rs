@@ -7,20 +7,25 @@
 //! - [`exchange_http`]: the HTTP client of the exchange's REST API,
 //!   implementing `Exchange`.
 //! - [`sqs`]: the SQS `FillQueue` (fill queue and its dead-letter queue).
+//! - [`secrets`]: a secret's current value from Secrets Manager, read at run time.
 //! - [`http_edge`]: reading the idempotency key and content type of a request.
+//! - [`https`]: the HTTPS client of the HTTP adapters (one TLS stack, compiled-in roots).
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines, one shape for every function.
 //! - [`order_service`]: settings and use cases shared by the functions that drive orders.
 //!
 //! Endpoints come from the SDK's standard configuration
-//! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`, ...), so the local
+//! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`,
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, ...), so the local
 //! stack needs no code path of its own.
 
 pub mod balances_http;
 pub mod dynamodb;
 pub mod exchange_http;
 pub mod http_edge;
+pub mod https;
 pub mod metrics;
 pub mod order_service;
+pub mod secrets;
 pub mod sqs;
 
 /// An error with every source under it (`a: b: c`): an HTTP client's own

@@ -5,6 +5,8 @@ use app::{BalancesService, SystemClock};
 use aws_adapters::dynamodb::DynamoLedgerStore;
 use balances::{router, Settings};
 
+mod metrics;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tracing_subscriber::fmt()
@@ -22,5 +24,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         settings.catalog.clone(),
     );
     let service = BalancesService::new(store, SystemClock);
-    lambda_http::run(router(service, settings.catalog)).await
+    let app = router(service, settings.catalog, settings.roles)
+        // One metric line per answer, once the handler has finished.
+        .layer(axum::middleware::from_fn(metrics::record));
+    lambda_http::run(app).await
 }

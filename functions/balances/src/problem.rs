@@ -8,6 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::OperationRecord;
 
+use crate::authz::Forbidden;
+
 /// Boxed: the problem is large and errors travel through every `?`.
 pub struct ApiError(Box<Problem>);
 
@@ -28,6 +30,16 @@ impl ApiError {
             problem_type::INVALID_REQUEST,
             "Invalid request",
             detail,
+        )
+    }
+
+    /// The caller may not do this; nothing was read or written.
+    pub fn forbidden(reason: &Forbidden) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            problem_type::FORBIDDEN,
+            "Forbidden",
+            reason.to_string(),
         )
     }
 

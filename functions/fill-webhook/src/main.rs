@@ -1,9 +1,12 @@
-//! Lambda entry point of the fill webhook: build the SQS client once, serve
-//! the router through API Gateway.
+//! Lambda entry point of the fill webhook: build the SQS and Secrets Manager
+//! clients once, serve the router through API Gateway.
 
 use app::SystemClock;
+use aws_adapters::secrets::SecretsManagerSecret;
 use aws_adapters::sqs::SqsFillQueue;
-use fill_webhook::{router, Settings};
+use fill_webhook::{router, CachedKeys, Settings};
+
+mod metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -22,11 +25,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         settings.fill_queue_url,
         settings.fill_dead_letter_queue_url,
     );
-    lambda_http::run(router(
-        queue,
-        SystemClock,
-        settings.secrets,
-        settings.tolerance,
-    ))
-    .await
+    let secret = SecretsManagerSecret::from_config(&config, settings.secret_id);
+    let keys = CachedKeys::new(secret, SystemClock, settings.secret_cache);
+    let app = router(queue, SystemClock, keys, settings.tolerance)
+        // One metric line per delivery, once the handler has finished.
+        .layer(axum::middleware::from_fn(metrics::record));
+    lambda_http::run(app).await
 }

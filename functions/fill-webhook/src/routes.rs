@@ -3,10 +3,9 @@ use std::time::Duration;
 
 use app::fill_queue::{FillQueue, QueueError};
 use app::Clock;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -15,15 +14,16 @@ use tracing::field::Empty;
 
 use crate::payload::{self, Parsed, MAX_BODY_BYTES};
 use crate::problem::{problem_type, Problem};
-use crate::signature::{self, Secret, SignatureError, SignedHeaders, HEADER_ID, MAX_ID_LEN};
+use crate::secrets::{KeysUnavailable, SigningKeys};
+use crate::signature::{SignatureError, SignedHeaders, HEADER_ID, MAX_ID_LEN};
 
 /// Where the exchange delivers its webhooks.
 pub const WEBHOOK_PATH: &str = "/webhooks/exchange";
 
-struct AppState<Q, C> {
+struct AppState<Q, C, K> {
     queue: Q,
     clock: C,
-    secrets: Vec<Secret>,
+    keys: K,
     tolerance_seconds: u64,
 }
 
@@ -41,10 +41,14 @@ pub struct Accepted {
 /// One variant per way a delivery is refused; each maps to one status.
 #[derive(Debug, thiserror::Error)]
 enum WebhookError {
-    #[error("body: {0}")]
-    Body(#[from] BytesRejection),
+    #[error("body over {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("body unreadable: {0}")]
+    Unreadable(String),
     #[error(transparent)]
     Unauthenticated(#[from] SignatureError),
+    #[error(transparent)]
+    NoSecret(#[from] KeysUnavailable),
     #[error(transparent)]
     Unavailable(#[from] QueueError),
 }
@@ -52,11 +56,17 @@ enum WebhookError {
 impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         match self {
-            WebhookError::Body(rejection) => Problem::new(
-                rejection.status(),
+            WebhookError::TooLarge => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                problem_type::INVALID_REQUEST,
+                "Payload too large",
+                format!("the body may hold at most {MAX_BODY_BYTES} bytes"),
+            ),
+            WebhookError::Unreadable(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
                 problem_type::INVALID_REQUEST,
                 "Invalid request",
-                rejection.body_text(),
+                detail,
             ),
             WebhookError::Unauthenticated(error) => Problem::new(
                 StatusCode::UNAUTHORIZED,
@@ -64,8 +74,8 @@ impl IntoResponse for WebhookError {
                 "Invalid signature",
                 error.to_string(),
             ),
-            // The cause is logged; the exchange only needs to know to retry.
-            WebhookError::Unavailable(_) => Problem::new(
+            // The causes are logged; the exchange only needs to know to retry.
+            WebhookError::NoSecret(_) | WebhookError::Unavailable(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 problem_type::UNAVAILABLE,
                 "Temporarily unavailable",
@@ -77,22 +87,23 @@ impl IntoResponse for WebhookError {
 }
 
 /// The webhook route over `queue`, ready for `lambda_http::run` or a TCP
-/// listener. `secrets` are all accepted (rotation); `tolerance` is how far
-/// the sender's timestamp may be from `clock`, either way.
-pub fn router<Q: FillQueue + 'static, C: Clock + 'static>(
+/// listener. `keys` are the signing secrets (any of them may sign: rotation);
+/// `tolerance` is how far the sender's timestamp may be from `clock`,
+/// either way.
+pub fn router<Q: FillQueue + 'static, C: Clock + 'static, K: SigningKeys>(
     queue: Q,
     clock: C,
-    secrets: Vec<Secret>,
+    keys: K,
     tolerance: Duration,
 ) -> Router {
     let state = Arc::new(AppState {
         queue,
         clock,
-        secrets,
+        keys,
         tolerance_seconds: tolerance.as_secs(),
     });
     Router::new()
-        .route(WEBHOOK_PATH, post(receive::<Q, C>))
+        .route(WEBHOOK_PATH, post(receive::<Q, C, K>))
         .fallback(|| async {
             Problem::new(
                 StatusCode::NOT_FOUND,
@@ -101,17 +112,16 @@ pub fn router<Q: FillQueue + 'static, C: Clock + 'static>(
                 "no such route",
             )
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
 /// Verify, parse, queue; acknowledge only what the queue accepted, so the
 /// exchange retries everything else. Nothing else is called on this path.
 #[tracing::instrument(skip_all, fields(webhook_id = Empty, client_order_id = Empty))]
-async fn receive<Q: FillQueue, C: Clock>(
-    State(state): State<Arc<AppState<Q, C>>>,
+async fn receive<Q: FillQueue, C: Clock, K: SigningKeys>(
+    State(state): State<Arc<AppState<Q, C, K>>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, WebhookError> {
     let result = handle(&state, &headers, body).await;
     match &result {
@@ -124,28 +134,56 @@ async fn receive<Q: FillQueue, C: Clock>(
                 .filter(|id| id.len() <= MAX_ID_LEN);
             tracing::warn!(claimed_webhook_id = claimed_id, %error, "webhook refused: signature");
         }
-        Err(error @ WebhookError::Unavailable(_)) => {
-            tracing::error!(%error, "webhook not accepted: queue unavailable")
+        Err(error @ (WebhookError::Unavailable(_) | WebhookError::NoSecret(_))) => {
+            tracing::error!(%error, "webhook not accepted: deliver again later")
         }
         Err(error) => tracing::warn!(%error, "webhook refused"),
     }
     result
 }
 
-async fn handle<Q: FillQueue, C: Clock>(
-    state: &AppState<Q, C>,
+/// A declared `Content-Length` over the limit: refused unread.
+fn declared_too_large(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+}
+
+/// The body, read up to the limit (a body without a declared length, or
+/// longer than it declared, is cut off there).
+async fn read_body(body: Body) -> Result<Bytes, WebhookError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let over_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                WebhookError::TooLarge
+            } else {
+                WebhookError::Unreadable(error.to_string())
+            }
+        })
+}
+
+/// Cheapest refusals first: an oversized or unsigned delivery (or one whose
+/// timestamp is off) is refused before its body is read, a secret is looked
+/// up or anything is queued.
+async fn handle<Q: FillQueue, C: Clock, K: SigningKeys>(
+    state: &AppState<Q, C, K>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, WebhookError> {
-    let body = body?;
+    if declared_too_large(headers) {
+        return Err(WebhookError::TooLarge);
+    }
     let now_seconds = state.clock.now_ms() / 1000;
-    let verified = signature::verify(
-        &state.secrets,
-        SignedHeaders::from_headers(headers)?,
-        &body,
-        now_seconds,
-        state.tolerance_seconds,
-    )?;
+    let checked =
+        SignedHeaders::from_headers(headers)?.check(now_seconds, state.tolerance_seconds)?;
+    let body = read_body(body).await?;
+    let secrets = state.keys.current().await?;
+    let verified = checked.verify(&secrets, &body)?;
     let span = tracing::Span::current();
     span.record("webhook_id", verified.webhook_id.as_str());
 
@@ -210,7 +248,11 @@ mod tests {
     use domain::order::ExchangeReport;
     use http_body_util::BodyExt;
     use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tower::ServiceExt;
+
+    use crate::secrets::FixedKeys;
+    use crate::signature::{self, Secret};
 
     const NOW_MS: u64 = 1_709_294_400_000;
     const ORDER: &str = "0190a6e4-5b7e-7c2a-9f1e-3b2c4d5e6f70";
@@ -233,12 +275,46 @@ mod tests {
     }
 
     fn app<Q: FillQueue + 'static>(queue: Q) -> Router {
+        app_with_keys(queue, FixedKeys::new(vec![secret(1)]))
+    }
+
+    fn app_with_keys<Q: FillQueue + 'static, K: SigningKeys>(queue: Q, keys: K) -> Router {
         router(
             queue,
             ManualClock::at(NOW_MS),
-            vec![secret(1)],
+            keys,
             Duration::from_secs(300),
         )
+    }
+
+    /// Counts lookups of the signing secrets; `None` answers none.
+    #[derive(Clone)]
+    struct CountedKeys {
+        keys: Option<FixedKeys>,
+        lookups: Arc<AtomicUsize>,
+    }
+
+    impl CountedKeys {
+        fn new(keys: Option<FixedKeys>) -> Self {
+            CountedKeys {
+                keys,
+                lookups: Arc::default(),
+            }
+        }
+
+        fn lookups(&self) -> usize {
+            self.lookups.load(Ordering::SeqCst)
+        }
+    }
+
+    impl SigningKeys for CountedKeys {
+        async fn current(&self) -> Result<Arc<[Secret]>, KeysUnavailable> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            match &self.keys {
+                Some(keys) => keys.current().await,
+                None => Err(KeysUnavailable("none stored".into())),
+            }
+        }
     }
 
     fn execution() -> Vec<u8> {
@@ -346,6 +422,61 @@ mod tests {
         let (status, _) = call(app(queue.clone()), signed(body, &secret(1), NOW_MS / 1000)).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(queue.is_empty());
+    }
+
+    /// Oversized and unsigned deliveries are refused before the body is
+    /// read or a secret is looked up, and nothing is queued.
+    #[tokio::test]
+    async fn oversized_and_unsigned_deliveries_cost_no_other_work() {
+        let queue = MemoryFillQueue::default();
+        let keys = CountedKeys::new(Some(FixedKeys::new(vec![secret(1)])));
+        let app = app_with_keys(queue.clone(), keys.clone());
+
+        // Declared too large: refused unread, signed or not.
+        let mut huge = signed(execution(), &secret(1), NOW_MS / 1000);
+        huge.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            (MAX_BODY_BYTES + 1).to_string().parse().expect("value"),
+        );
+        let (status, body) = call(app.clone(), huge).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["type"], problem_type::INVALID_REQUEST);
+
+        // Unsigned, or with a stale timestamp: 401 before any lookup.
+        let mut unsigned = signed(execution(), &secret(1), NOW_MS / 1000);
+        unsigned.headers_mut().remove(signature::HEADER_SIGNATURE);
+        let (status, body) = call(app.clone(), unsigned).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["type"], problem_type::INVALID_SIGNATURE);
+        let stale = signed(execution(), &secret(1), NOW_MS / 1000 - 301);
+        assert_eq!(call(app.clone(), stale).await.0, StatusCode::UNAUTHORIZED);
+
+        // Signed headers, but the body runs past the limit: 413, no lookup.
+        let long = signed(vec![b' '; MAX_BODY_BYTES + 1], &secret(1), NOW_MS / 1000);
+        assert_eq!(
+            call(app.clone(), long).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+
+        assert_eq!(keys.lookups(), 0);
+        assert!(queue.is_empty());
+        assert!(queue.set_aside_messages().is_empty());
+
+        // A well-formed delivery is the first to need the secrets.
+        let good = signed(execution(), &secret(1), NOW_MS / 1000);
+        assert_eq!(call(app, good).await.0, StatusCode::ACCEPTED);
+        assert_eq!(keys.lookups(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_secret_to_verify_with_is_503_and_queues_nothing() {
+        let queue = MemoryFillQueue::default();
+        let app = app_with_keys(queue.clone(), CountedKeys::new(None));
+        let (status, body) = call(app, signed(execution(), &secret(1), NOW_MS / 1000)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["type"], problem_type::UNAVAILABLE);
+        assert!(queue.is_empty());
+        assert!(queue.set_aside_messages().is_empty());
     }
 
     #[tokio::test]

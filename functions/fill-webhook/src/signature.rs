@@ -5,7 +5,9 @@
 //! `whsec_<base64>`) and sends space-separated `v1,<base64>` entries in
 //! `webhook-signature`. Several secrets may be configured at once, so a
 //! secret can be rotated without a window where valid webhooks are refused.
-//! The time is passed in: nothing here reads a clock.
+//! The checks that need neither the body nor a secret come first
+//! ([`SignedHeaders::check`]), so a delivery that fails them costs nothing
+//! more. The time is passed in: nothing here reads a clock.
 
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -138,8 +140,71 @@ impl<'a> SignedHeaders<'a> {
     }
 }
 
+/// Headers that passed every check that needs neither the body nor a
+/// secret: the id's form, the timestamp within the tolerance, at least one
+/// well-formed `v1` entry. Only such a delivery is worth reading and a
+/// secret lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked<'a> {
+    id: &'a str,
+    timestamp: &'a str,
+    tags: Vec<Vec<u8>>,
+}
+
+impl<'a> SignedHeaders<'a> {
+    /// The cheap checks, against `now_seconds` and the tolerance.
+    pub fn check(
+        self,
+        now_seconds: u64,
+        tolerance_seconds: u64,
+    ) -> Result<Checked<'a>, SignatureError> {
+        let id = self.id;
+        if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(SignatureError::MalformedHeader(HEADER_ID));
+        }
+        let timestamp_seconds = parse_timestamp(self.timestamp)?;
+        if timestamp_seconds.saturating_add(tolerance_seconds) < now_seconds {
+            return Err(SignatureError::Expired {
+                age_seconds: now_seconds - timestamp_seconds,
+            });
+        }
+        if timestamp_seconds > now_seconds.saturating_add(tolerance_seconds) {
+            return Err(SignatureError::FromTheFuture {
+                ahead_seconds: timestamp_seconds - now_seconds,
+            });
+        }
+        Ok(Checked {
+            id,
+            timestamp: self.timestamp,
+            tags: signature_tags(self.signature)?,
+        })
+    }
+}
+
+impl Checked<'_> {
+    /// Whether any entry is the MAC of this delivery under any secret; the
+    /// comparison of MACs is constant-time.
+    pub fn verify(&self, secrets: &[Secret], body: &[u8]) -> Result<Verified, SignatureError> {
+        for tag in &self.tags {
+            for secret in secrets {
+                // `verify_slice` compares in constant time.
+                if secret
+                    .mac(self.id, self.timestamp, body)
+                    .verify_slice(tag)
+                    .is_ok()
+                {
+                    return Ok(Verified {
+                        webhook_id: self.id.to_owned(),
+                    });
+                }
+            }
+        }
+        Err(SignatureError::NoMatchingSignature)
+    }
+}
+
 /// Checks the timestamp against `now_seconds` and the signature against each
-/// secret. Cheap checks first; the comparison of MACs is constant-time.
+/// secret: [`SignedHeaders::check`], then [`Checked::verify`].
 pub fn verify(
     secrets: &[Secret],
     headers: SignedHeaders<'_>,
@@ -147,37 +212,9 @@ pub fn verify(
     now_seconds: u64,
     tolerance_seconds: u64,
 ) -> Result<Verified, SignatureError> {
-    let id = headers.id;
-    if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(SignatureError::MalformedHeader(HEADER_ID));
-    }
-    let timestamp_seconds = parse_timestamp(headers.timestamp)?;
-    if timestamp_seconds.saturating_add(tolerance_seconds) < now_seconds {
-        return Err(SignatureError::Expired {
-            age_seconds: now_seconds - timestamp_seconds,
-        });
-    }
-    if timestamp_seconds > now_seconds.saturating_add(tolerance_seconds) {
-        return Err(SignatureError::FromTheFuture {
-            ahead_seconds: timestamp_seconds - now_seconds,
-        });
-    }
-    let tags = signature_tags(headers.signature)?;
-    for tag in &tags {
-        for secret in secrets {
-            // `verify_slice` compares in constant time.
-            if secret
-                .mac(id, headers.timestamp, body)
-                .verify_slice(tag)
-                .is_ok()
-            {
-                return Ok(Verified {
-                    webhook_id: id.to_owned(),
-                });
-            }
-        }
-    }
-    Err(SignatureError::NoMatchingSignature)
+    headers
+        .check(now_seconds, tolerance_seconds)?
+        .verify(secrets, body)
 }
 
 /// Digits only (no sign, blank or exponent): the header is signed as sent,

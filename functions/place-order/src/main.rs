@@ -2,7 +2,9 @@
 
 use aws_adapters::order_service::{aws_orders, OrderServiceSettings};
 use domain::Catalog;
-use place_order::router;
+use place_order::{router_with, AccountMapping};
+
+mod metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -16,5 +18,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let settings = OrderServiceSettings::from_env()?;
     let config = aws_config::load_from_env().await;
     let orders = aws_orders(&config, &settings)?;
-    lambda_http::run(router(orders, Catalog::us_equities())).await
+    let app = router_with(orders, Catalog::us_equities(), AccountMapping::from_env())
+        // One metric line per answer, once the handler has finished.
+        .layer(axum::middleware::from_fn(metrics::record));
+    lambda_http::run(app).await
 }

@@ -13,6 +13,7 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 pub mod problem_type {
     pub const INVALID_REQUEST: &str = "/problems/invalid-request";
     pub const UNAUTHENTICATED: &str = "/problems/unauthenticated";
+    pub const INSUFFICIENT_SCOPE: &str = "/problems/insufficient-scope";
     pub const NOT_FOUND: &str = "/problems/not-found";
     pub const KEY_REUSED: &str = "/problems/idempotency-key-reused";
     pub const ORDER_REJECTED: &str = "/problems/order-rejected";
@@ -65,7 +66,17 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             problem_type::UNAUTHENTICATED,
             "Unauthenticated",
-            "a valid bearer token naming the account (claim `sub`) is required",
+            "a valid bearer token naming the caller (claim `sub`) is required",
+        )
+    }
+
+    /// The token is valid but does not grant `scope`.
+    pub fn insufficient_scope(scope: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            problem_type::INSUFFICIENT_SCOPE,
+            "Insufficient scope",
+            format!("this route needs a token with the scope `{scope}`"),
         )
     }
 

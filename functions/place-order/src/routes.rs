@@ -12,13 +12,13 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use domain::order::{OrderId, OrderStatus};
 use domain::{Catalog, IdempotencyKey};
 use serde::Deserialize;
 use tracing::Instrument;
 
-use crate::auth::Caller;
+use crate::auth::{AccountMapping, Caller};
 use crate::problem::ApiError;
 use crate::wire::{ExecutionBody, ExecutionListBody, OrderBody, OrderListBody, PlaceOrderBody};
 
@@ -43,7 +43,24 @@ struct AppState<S, B, E, C> {
 
 type Shared<S, B, E, C> = State<Arc<AppState<S, B, E, C>>>;
 
+/// The routes, with plain `sub`s of any issuer taken as account ids (see
+/// [`router_with`]).
 pub fn router<S, B, E, C>(orders: Orders<S, B, E, C>, catalog: Catalog) -> Router
+where
+    S: OrderStore,
+    B: Balances + 'static,
+    E: Exchange + 'static,
+    C: Clock + 'static,
+{
+    router_with(orders, catalog, AccountMapping::default())
+}
+
+/// The routes, each caller's account derived from its token by `accounts`.
+pub fn router_with<S, B, E, C>(
+    orders: Orders<S, B, E, C>,
+    catalog: Catalog,
+    accounts: AccountMapping,
+) -> Router
 where
     S: OrderStore,
     B: Balances + 'static,
@@ -60,6 +77,7 @@ where
         .route("/orders/{id}/executions", get(executions::<S, B, E, C>))
         .fallback(|| async { ApiError::invalid(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(Extension(accounts))
         .with_state(state)
 }
 
@@ -132,15 +150,13 @@ async fn place<S: OrderStore, B: Balances, E: Exchange, C: Clock>(
         .parse(&state.catalog)
         .map_err(|e| ApiError::invalid(StatusCode::BAD_REQUEST, e.to_string()))?;
     let span = tracing::info_span!("place_order", %account, key = %key);
-    let placed = state
-        .orders
-        .place(account, key, request)
-        .instrument(span.clone())
-        .await?;
-    span.in_scope(|| {
+    async {
+        let placed = state.orders.place(account, key, request).await?;
         tracing::info!(order_id = %placed.order.id, status = ?placed.order.status(), replayed = placed.replayed, "answered");
-    });
-    Ok(placed_response(placed))
+        Ok(placed_response(placed))
+    }
+    .instrument(span)
+    .await
 }
 
 async fn order<S: OrderStore, B: Balances, E: Exchange, C: Clock>(

@@ -1,16 +1,25 @@
 //! API Gateway (HTTP API) on localhost: each request becomes the
-//! `ApiGatewayV2httpRequest` event Lambda would deliver, JWT claims included
-//! once the token is verified as the JWT authorizer would, and goes through
-//! `lambda_http`'s own event-to-request conversion into the function's
-//! router, the same router `main.rs` hands to `lambda_http::run`.
+//! `ApiGatewayV2httpRequest` event Lambda would deliver, with the
+//! authorizer's context in it, and goes through `lambda_http`'s own
+//! event-to-request conversion into the function's router, the same router
+//! `main.rs` hands to `lambda_http::run`.
+//!
+//! - JWT routes: the token is verified as the JWT authorizer would, the
+//!   route's scope required (`orders:read` for `GET`, `orders:write`
+//!   otherwise: the template's `AuthorizationScopes`; `403` without it), and
+//!   the claims and scopes passed in `requestContext.authorizer.jwt`.
+//! - IAM routes: in AWS the caller's SigV4 signature names its role; here
+//!   each principal gets a loopback listener of its own, whose requests
+//!   carry that role in `requestContext.authorizer.iam`, as API Gateway
+//!   passes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{
-    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
-    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
-    ApiGatewayV2httpRequestContextHttpDescription,
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+    ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest,
+    ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
 };
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -26,13 +35,70 @@ use crate::jwt;
 /// Largest payload API Gateway passes to a function.
 const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
 
+/// The AWS account of the local stack (moto's default): the API owner's,
+/// and every local principal's.
+pub const LOCAL_AWS_ACCOUNT_ID: &str = "123456789012";
+
 /// One route of the HTTP API: a path prefix, the function behind it, and
-/// whether the JWT authorizer guards it.
+/// how it is authorised.
 #[derive(Clone)]
 pub struct Route {
     pub prefix: &'static str,
     pub function: Router,
-    pub jwt: bool,
+    pub auth: Auth,
+}
+
+/// How API Gateway authorises a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// No authorizer (the webhook checks its own signature).
+    None,
+    /// The JWT authorizer, with the route's scope.
+    Jwt,
+    /// The IAM authorizer; the caller is the listener's principal.
+    Iam(Principal),
+}
+
+/// An IAM role as a caller of an IAM-authorised API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub role: String,
+    pub account_id: String,
+}
+
+impl Principal {
+    pub fn local(role: &str) -> Self {
+        Principal {
+            role: role.to_owned(),
+            account_id: LOCAL_AWS_ACCOUNT_ID.to_owned(),
+        }
+    }
+
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`, as a Lambda
+    /// function's execution role appears to the APIs it calls.
+    pub fn user_arn(&self) -> String {
+        format!(
+            "arn:aws:sts::{}:assumed-role/{}/{}",
+            self.account_id,
+            self.role,
+            self.session()
+        )
+    }
+
+    fn session(&self) -> String {
+        format!("{}-local", self.role)
+    }
+
+    fn authorizer(&self) -> ApiGatewayRequestAuthorizerIamDescription {
+        let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+        let role_id = format!("AROALOCAL{}", self.role.len());
+        iam.access_key = Some("ASIALOCALACCESSKEY".into());
+        iam.account_id = Some(self.account_id.clone());
+        iam.caller_id = Some(format!("{role_id}:{}", self.session()));
+        iam.user_id = Some(format!("{role_id}:{}", self.session()));
+        iam.user_arn = Some(self.user_arn());
+        iam
+    }
 }
 
 #[derive(Clone)]
@@ -82,15 +148,25 @@ async fn handle(State(gateway): State<Gateway>, request: Request) -> Response {
     else {
         return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
-    let claims = if route.jwt {
-        match authorize(&gateway.jwt_key, &parts.headers) {
-            Some(claims) => Some(claims),
-            None => return gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"),
+    let authorizer = match &route.auth {
+        Auth::None => None,
+        Auth::Jwt => {
+            let Some(claims) = authorize(&gateway.jwt_key, &parts.headers) else {
+                return gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized");
+            };
+            let needed = place_order::required_scope(&parts.method);
+            if !scopes(&claims).any(|s| s == needed) {
+                return gateway_error(StatusCode::FORBIDDEN, "Forbidden");
+            }
+            Some(jwt_authorizer(claims))
         }
-    } else {
-        None
+        Auth::Iam(principal) => {
+            let mut authorizer = ApiGatewayRequestAuthorizer::default();
+            authorizer.iam = Some(principal.authorizer());
+            Some(authorizer)
+        }
     };
-    let event = to_event(&parts, &body, claims);
+    let event = to_event(&parts, &body, authorizer);
     let request: http::Request<lambda_http::Body> = LambdaRequest::ApiGatewayV2(event).into();
     match route.function.oneshot(request).await {
         Ok(response) => response.into_response(),
@@ -111,10 +187,34 @@ fn authorize(key: &[u8], headers: &HeaderMap) -> Option<jwt::Claims> {
     jwt::verify(key, token, now_s).ok()
 }
 
+fn scopes(claims: &jwt::Claims) -> impl Iterator<Item = &str> {
+    claims.scope.as_deref().unwrap_or("").split_whitespace()
+}
+
+/// What the JWT authorizer passes: the claims as strings, and the scopes
+/// split out of the `scope` claim.
+fn jwt_authorizer(claims: jwt::Claims) -> ApiGatewayRequestAuthorizer {
+    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+    let granted: Vec<String> = scopes(&claims).map(str::to_owned).collect();
+    jwt.scopes = (!granted.is_empty()).then_some(granted);
+    jwt.claims = HashMap::from([
+        ("sub".to_owned(), claims.sub),
+        ("iss".to_owned(), claims.iss),
+        ("aud".to_owned(), claims.aud),
+        ("exp".to_owned(), claims.exp.to_string()),
+    ]);
+    if let Some(scope) = claims.scope {
+        jwt.claims.insert("scope".to_owned(), scope);
+    }
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.jwt = Some(jwt);
+    authorizer
+}
+
 fn to_event(
     parts: &http::request::Parts,
     body: &Bytes,
-    claims: Option<jwt::Claims>,
+    authorizer: Option<ApiGatewayRequestAuthorizer>,
 ) -> ApiGatewayV2httpRequest {
     let mut event = ApiGatewayV2httpRequest::default();
     event.version = Some("2.0".into());
@@ -142,18 +242,8 @@ fn to_event(
     context.stage = Some("$default".into());
     context.route_key = event.route_key.clone();
     context.request_id = Some(uuid::Uuid::new_v4().to_string());
-    if let Some(claims) = claims {
-        let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
-        jwt.claims = HashMap::from([
-            ("sub".to_owned(), claims.sub),
-            ("iss".to_owned(), claims.iss),
-            ("aud".to_owned(), claims.aud),
-            ("exp".to_owned(), claims.exp.to_string()),
-        ]);
-        let mut authorizer = ApiGatewayRequestAuthorizer::default();
-        authorizer.jwt = Some(jwt);
-        context.authorizer = Some(authorizer);
-    }
+    context.account_id = Some(LOCAL_AWS_ACCOUNT_ID.to_owned());
+    context.authorizer = authorizer;
     event.request_context = context;
     // Text bodies pass as they are; anything else base64, as API Gateway does.
     match std::str::from_utf8(body) {
@@ -173,4 +263,114 @@ fn to_event(
 /// Serves a router on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
     axum::serve(listener, router.into_make_service()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::any;
+    use lambda_http::RequestExt;
+
+    /// A function that answers with the authorizer context it was given.
+    fn echo() -> Router {
+        Router::new().fallback(any(|request: Request| async move {
+            let authorizer = match request.request_context_ref() {
+                Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => {
+                    serde_json::to_value(&context.authorizer).unwrap_or_default()
+                }
+                _ => serde_json::Value::Null,
+            };
+            axum::Json(authorizer)
+        }))
+    }
+
+    async fn call(
+        gateway: &Gateway,
+        request: http::Request<axum::body::Body>,
+    ) -> (StatusCode, serde_json::Value) {
+        let response = gateway
+            .clone()
+            .into_router()
+            .oneshot(request)
+            .await
+            .expect("answered");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    fn get(uri: &str, token: Option<&str>) -> http::Request<axum::body::Body> {
+        let mut request = http::Request::get(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(axum::body::Body::empty()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn an_iam_listener_passes_its_principal_as_api_gateway_does() {
+        let principal = Principal::local("local-ReconcilerFunctionRole");
+        let gateway = Gateway::new(
+            vec![Route {
+                prefix: "/",
+                function: echo(),
+                auth: Auth::Iam(principal.clone()),
+            }],
+            Vec::new(),
+        );
+        let (status, authorizer) = call(&gateway, get("/accounts/a/balances", None)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(authorizer["iam"]["userArn"], principal.user_arn());
+        assert_eq!(authorizer["iam"]["accountId"], LOCAL_AWS_ACCOUNT_ID);
+        assert_eq!(
+            principal.user_arn(),
+            format!(
+                "arn:aws:sts::{LOCAL_AWS_ACCOUNT_ID}:assumed-role/local-ReconcilerFunctionRole/local-ReconcilerFunctionRole-local"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_jwt_route_needs_a_valid_token_and_the_methods_scope() {
+        let key = b"local-key".to_vec();
+        let gateway = Gateway::new(
+            vec![Route {
+                prefix: "/orders",
+                function: echo(),
+                auth: Auth::Jwt,
+            }],
+            key.clone(),
+        );
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let reader = jwt::token_with_scope(&key, "auth0|abc", "orders:read", now_s, 60);
+
+        assert_eq!(
+            call(&gateway, get("/orders", None)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let (status, authorizer) = call(&gateway, get("/orders", Some(&reader))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(authorizer["jwt"]["claims"]["sub"], "auth0|abc");
+        assert_eq!(authorizer["jwt"]["claims"]["iss"], jwt::ISSUER);
+        assert_eq!(
+            authorizer["jwt"]["scopes"],
+            serde_json::json!(["orders:read"])
+        );
+
+        let post = http::Request::post("/orders")
+            .header("authorization", format!("Bearer {reader}"))
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let (status, body) = call(&gateway, post).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["message"], "Forbidden");
+    }
 }

@@ -1,7 +1,11 @@
 //! The process that hosts the five handlers, wired as AWS wires them: the
 //! trading HTTP API (orders behind the JWT authorizer, the webhook without
-//! it), the Balances API, the fill queue's event source mapping, and the
-//! reconciler's schedule (sometimes firing twice at once, as EventBridge may).
+//! it, its signing secrets read from the emulator's Secrets Manager), the
+//! IAM-authorised Balances API (one loopback listener per calling role:
+//! place-order, fill-processor and reconciler inside this process, the
+//! operator's at `balances_listen`), the fill queue's event source mapping,
+//! and the reconciler's schedule (sometimes firing twice at once, as
+//! EventBridge may).
 //! The demo kills this process (SIGKILL) mid-flight and starts it again, and
 //! stops its injected Balances faults with `SIGUSR1`.
 
@@ -22,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::{FaultSwitch, FaultyBalances};
-use crate::gateway::{Gateway, Route};
+use crate::gateway::{Auth, Gateway, Principal, Route};
 use crate::sqs_poller::EventSourceMapping;
 
 /// Environment variable carrying the host's configuration (JSON).
@@ -37,6 +41,34 @@ pub const CALL_TIMEOUT_MS: u64 = 3_000;
 /// Fill-processor invocations at once (Lambda scales a FIFO source by
 /// message group; SQS keeps one group to one batch at a time).
 pub const FILL_PROCESSOR_CONCURRENCY: usize = 4;
+
+/// The local stand-ins of the functions' execution roles (template.yaml),
+/// as the Balances API sees its callers.
+pub const PLACE_ORDER_ROLE: &str = "local-PlaceOrderFunctionRole";
+pub const FILL_PROCESSOR_ROLE: &str = "local-FillProcessorFunctionRole";
+pub const RECONCILER_ROLE: &str = "local-ReconcilerFunctionRole";
+/// The operator (`demo`, `up` and the operator commands): funds accounts on
+/// the admin route, reads, and resolves orders (which releases reservations:
+/// a trading operation), so it is in both lists.
+pub const OPERATOR_ROLE: &str = "local-OperatorRole";
+
+/// `BALANCES_TRADING_ROLES` and `BALANCES_ADMIN_ROLES` of the local Balances API.
+pub fn balances_roles() -> balances::Roles {
+    let trading = [
+        PLACE_ORDER_ROLE,
+        FILL_PROCESSOR_ROLE,
+        RECONCILER_ROLE,
+        OPERATOR_ROLE,
+    ];
+    match balances::Roles::parse(&trading.join(","), OPERATOR_ROLE) {
+        Ok(roles) => roles,
+        Err(error) => unreachable!("the local role names are valid: {error}"),
+    }
+}
+
+/// How long the webhook uses the signing secrets it read (the deployed default).
+pub const WEBHOOK_SECRET_CACHE: Duration =
+    Duration::from_secs(fill_webhook::secrets::DEFAULT_CACHE_SECONDS);
 
 /// Bounds of one reconciler run, as the host runs it.
 pub fn reconciler_settings() -> reconciler::Settings {
@@ -75,11 +107,14 @@ pub struct HostConfig {
     pub fill_queue_arn: String,
     pub fill_dead_letter_queue_url: String,
     pub api_listen: SocketAddr,
+    /// The operator's listener of the Balances API.
     pub balances_listen: SocketAddr,
     pub exchange_url: String,
     /// The exchange's venue profile: `tombstone`, `deadline` or `plain`.
     pub venue: String,
-    pub webhook_secret: String,
+    /// Name or ARN of the emulator's secret holding the webhook signing
+    /// secrets (`WEBHOOK_SECRET_ID`).
+    pub webhook_secret_id: String,
     pub jwt_key: String,
     /// How often the schedule fires (the template says every minute; demos go faster).
     pub reconciler_interval_ms: u64,
@@ -135,16 +170,18 @@ pub fn exchange_client(url: &str, venue: &str, catalog: Catalog) -> anyhow::Resu
 
 type HostOrders = Orders<DynamoOrderStore, FaultyBalances<HttpBalances>, HttpExchange, SystemClock>;
 
+/// A function's use cases; `balances_url` is its own listener of the
+/// Balances API (its role).
 fn orders(
     config: &HostConfig,
     dynamodb: &aws_sdk_dynamodb::Client,
     faults: &FaultSwitch,
+    balances_url: &str,
     salt: u64,
 ) -> anyhow::Result<HostOrders> {
     let catalog = Catalog::us_equities();
     let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
-    let balances_url = format!("http://{}", config.balances_listen);
-    let balances = HttpBalances::new(&balances_url, catalog.clone(), timeout)?;
+    let balances = HttpBalances::new(balances_url, catalog.clone(), timeout)?;
     let balances = FaultyBalances::new(
         balances,
         config.balances_fault_rate,
@@ -187,51 +224,63 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
         config.balances_table.clone(),
         catalog.clone(),
     );
-    let balances_api = balances::router(BalancesService::new(ledger, SystemClock), catalog.clone());
-    let balances_gateway = Gateway::new(
-        vec![Route {
-            prefix: "/accounts",
-            function: balances_api,
-            jwt: false,
-        }],
-        Vec::new(),
+    let balances_api = balances::router(
+        BalancesService::new(ledger, SystemClock),
+        catalog.clone(),
+        balances_roles(),
     );
+    let balances_listener = tokio::net::TcpListener::bind(config.balances_listen)
+        .await
+        .context("balances port")?;
+    serve_balances_as(balances_listener, &balances_api, OPERATOR_ROLE);
+    let mut balances_url = std::collections::BTreeMap::new();
+    for role in [PLACE_ORDER_ROLE, FILL_PROCESSOR_ROLE, RECONCILER_ROLE] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("balances port")?;
+        balances_url.insert(role, format!("http://{}", listener.local_addr()?));
+        serve_balances_as(listener, &balances_api, role);
+    }
 
     let queue = SqsFillQueue::new(
         sqs.clone(),
         &config.fill_queue_url,
         &config.fill_dead_letter_queue_url,
     );
-    let secret =
-        fill_webhook::signature::Secret::parse(&config.webhook_secret).context("webhook secret")?;
-    let webhook = fill_webhook::router(queue, SystemClock, vec![secret], Duration::from_secs(300));
-    let orders_api = place_order::router(orders(&config, &dynamodb, &faults, 1)?, catalog);
+    let signing_secret =
+        aws_adapters::secrets::SecretsManagerSecret::from_config(&aws, &config.webhook_secret_id);
+    let keys = fill_webhook::CachedKeys::new(signing_secret, SystemClock, WEBHOOK_SECRET_CACHE);
+    let webhook = fill_webhook::router(queue, SystemClock, keys, Duration::from_secs(300));
+    let orders_api = place_order::router_with(
+        orders(
+            &config,
+            &dynamodb,
+            &faults,
+            &balances_url[PLACE_ORDER_ROLE],
+            1,
+        )?,
+        catalog,
+        place_order::AccountMapping::new(Some(crate::jwt::ISSUER.to_owned())),
+    );
     let trading_gateway = Gateway::new(
         vec![
             Route {
                 prefix: fill_webhook::WEBHOOK_PATH,
                 function: webhook,
-                jwt: false,
+                auth: Auth::None,
             },
             Route {
                 prefix: "/orders",
                 function: orders_api,
-                jwt: true,
+                auth: Auth::Jwt,
             },
         ],
         config.jwt_key.as_bytes().to_vec(),
     );
 
-    let balances_listener = tokio::net::TcpListener::bind(config.balances_listen)
-        .await
-        .context("balances port")?;
     let api_listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
         .context("API port")?;
-    tokio::spawn(crate::gateway::serve(
-        balances_listener,
-        balances_gateway.into_router(),
-    ));
     tokio::spawn(crate::gateway::serve(
         api_listener,
         trading_gateway.into_router(),
@@ -239,7 +288,13 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
 
     // The fill processor: reports it must not apply go to the dead-letter
     // queue with their reason; each batch has the function's timeout.
-    let processor = Arc::new(orders(&config, &dynamodb, &faults, 2)?);
+    let processor = Arc::new(orders(
+        &config,
+        &dynamodb,
+        &faults,
+        &balances_url[FILL_PROCESSOR_ROLE],
+        2,
+    )?);
     let set_aside = Arc::new(SqsFillQueue::new(
         sqs.clone(),
         &config.fill_queue_url,
@@ -280,9 +335,10 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
     }
 
     let settings = reconciler_settings();
+    let reconciler_balances = &balances_url[RECONCILER_ROLE];
     let (first, second) = (
-        orders(&config, &dynamodb, &faults, 3)?,
-        orders(&config, &dynamodb, &faults, 4)?,
+        orders(&config, &dynamodb, &faults, reconciler_balances, 3)?,
+        orders(&config, &dynamodb, &faults, reconciler_balances, 4)?,
     );
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let mut tick = tokio::time::interval(Duration::from_millis(config.reconciler_interval_ms));
@@ -298,4 +354,18 @@ pub async fn run(config: HostConfig) -> anyhow::Result<()> {
             reconciler::run_once(&first, &settings, RECONCILER_TIMEOUT_MS).await;
         }
     }
+}
+
+/// Serves the Balances API on `listener` as API Gateway's IAM authorizer
+/// would pass `role`'s requests: one listener per principal.
+fn serve_balances_as(listener: tokio::net::TcpListener, balances_api: &axum::Router, role: &str) {
+    let gateway = Gateway::new(
+        vec![Route {
+            prefix: "/",
+            function: balances_api.clone(),
+            auth: Auth::Iam(Principal::local(role)),
+        }],
+        Vec::new(),
+    );
+    tokio::spawn(crate::gateway::serve(listener, gateway.into_router()));
 }

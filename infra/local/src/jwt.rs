@@ -1,6 +1,7 @@
 //! Local JWTs (HS256 with a local signing key), checked the way the HTTP
 //! API's JWT authorizer checks them: signature, issuer, audience, expiry.
-//! Only for running locally; in AWS the authorizer does this.
+//! The route's scope is checked by the gateway ([`crate::gateway`]). Only for
+//! running locally; in AWS the authorizer does this.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -10,6 +11,8 @@ use sha2::Sha256;
 
 pub const ISSUER: &str = "https://auth.local.test";
 pub const AUDIENCE: &str = "trading-api";
+/// What a local token grants unless told otherwise: every route.
+pub const DEFAULT_SCOPE: &str = "orders:read orders:write";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -18,6 +21,9 @@ pub struct Claims {
     pub aud: String,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// Space-separated OAuth scopes (`orders:read orders:write`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,15 +90,22 @@ pub fn verify(key: &[u8], token: &str, now_s: u64) -> Result<Claims, JwtError> {
     Ok(claims)
 }
 
-/// A token for `account`, valid for `ttl_s` seconds.
-pub fn token_for(key: &[u8], account: &str, now_s: u64, ttl_s: u64) -> String {
+/// A token for `subject` granting every route ([`DEFAULT_SCOPE`]), valid
+/// for `ttl_s` seconds.
+pub fn token_for(key: &[u8], subject: &str, now_s: u64, ttl_s: u64) -> String {
+    token_with_scope(key, subject, DEFAULT_SCOPE, now_s, ttl_s)
+}
+
+/// A token for `subject` granting `scope` (space-separated), valid for `ttl_s` seconds.
+pub fn token_with_scope(key: &[u8], subject: &str, scope: &str, now_s: u64, ttl_s: u64) -> String {
     sign(
         key,
         &Claims {
-            sub: account.into(),
+            sub: subject.into(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             exp: now_s + ttl_s,
+            scope: Some(scope.into()),
         },
     )
 }

@@ -96,10 +96,8 @@ impl HttpBalances {
         if base_url.cannot_be_a_base() {
             return Err(invalid("not a base URL".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| BalancesCallError::Invalid(e.to_string()))?;
+        let http =
+            crate::https::client(timeout).map_err(|e| BalancesCallError::Invalid(e.to_string()))?;
         Ok(HttpBalances {
             http,
             base_url,
@@ -179,6 +177,9 @@ impl HttpBalances {
             (s, _) if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
                 BalancesCallError::OutcomeUnknown(format!("{status}: {detail}"))
             }
+            // Includes 403: this caller's role may not do this (the service's
+            // own refusal, or API Gateway's IAM check). Nothing happened, and
+            // repeating will not help until the configuration changes.
             _ => BalancesCallError::Invalid(format!("{status}: {detail}")),
         }
     }
@@ -192,16 +193,20 @@ fn transport_error(error: reqwest::Error) -> BalancesCallError {
     }
 }
 
-impl Balances for HttpBalances {
-    async fn execute(
+impl HttpBalances {
+    /// `POST <prefix>/accounts/{account}/operations`.
+    async fn post_operation(
         &self,
+        prefix: &[&str],
         account: &AccountId,
         key: &IdempotencyKey,
         operation: &Operation,
     ) -> Result<OperationRecord, BalancesCallError> {
+        let mut segments = prefix.to_vec();
+        segments.extend(["accounts", account.as_str(), "operations"]);
         let request = self
             .http
-            .post(self.url(&["accounts", account.as_str(), "operations"]))
+            .post(self.url(&segments))
             .header(IDEMPOTENCY_KEY_HEADER, key.as_str())
             .json(&OperationBody::from_operation(operation));
         let (status, body) = self.send(request).await?;
@@ -219,6 +224,21 @@ impl Balances for HttpBalances {
             }
         }
         Err(self.problem(status, &body))
+    }
+}
+
+/// The trading route: reserve, settle, release. A deposit sent here is
+/// refused by the service (`403`): deposits go through [`HttpBalancesAdmin`].
+impl Balances for HttpBalances {
+    // The request's own future, not one wrapped around it: no extra layer
+    // of state for every caller's future to carry.
+    fn execute(
+        &self,
+        account: &AccountId,
+        key: &IdempotencyKey,
+        operation: &Operation,
+    ) -> impl std::future::Future<Output = Result<OperationRecord, BalancesCallError>> + Send {
+        self.post_operation(&[], account, key, operation)
     }
 
     async fn lookup(
@@ -252,5 +272,64 @@ impl Balances for HttpBalances {
         let body: BalancesBody = self.decode(&body)?;
         body.parse(&self.catalog)
             .map_err(|e| BalancesCallError::OutcomeUnknown(format!("unreadable balances: {e}")))
+    }
+}
+
+/// The admin route of the Balances API (`POST /admin/accounts/{account}/operations`):
+/// deposits, which create value. For operators' tools and test set-up only;
+/// the trading functions are never given one, and the service refuses their
+/// roles on this route anyway. Reads go to the same routes as the trading
+/// client's.
+#[derive(Debug, Clone)]
+pub struct HttpBalancesAdmin {
+    inner: HttpBalances,
+}
+
+/// Path prefix of the admin routes.
+pub const ADMIN_PREFIX: &str = "admin";
+
+impl HttpBalancesAdmin {
+    pub fn new(
+        base_url: &str,
+        catalog: Catalog,
+        timeout: Duration,
+    ) -> Result<Self, BalancesCallError> {
+        Ok(HttpBalancesAdmin {
+            inner: HttpBalances::new(base_url, catalog, timeout)?,
+        })
+    }
+
+    /// Signs every request with SigV4 (see [`HttpBalances::signed_with`]).
+    pub fn signed_with(self, config: &aws_config::SdkConfig) -> Result<Self, BalancesCallError> {
+        Ok(HttpBalancesAdmin {
+            inner: self.inner.signed_with(config)?,
+        })
+    }
+
+    /// Runs an admin operation (a deposit) once per (account, key).
+    pub async fn execute(
+        &self,
+        account: &AccountId,
+        key: &IdempotencyKey,
+        operation: &Operation,
+    ) -> Result<OperationRecord, BalancesCallError> {
+        self.inner
+            .post_operation(&[ADMIN_PREFIX], account, key, operation)
+            .await
+    }
+
+    pub async fn lookup(
+        &self,
+        account: &AccountId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<OperationRecord>, BalancesCallError> {
+        Balances::lookup(&self.inner, account, key).await
+    }
+
+    pub async fn balances(
+        &self,
+        account: &AccountId,
+    ) -> Result<BTreeMap<Asset, Balance>, BalancesCallError> {
+        Balances::balances(&self.inner, account).await
     }
 }

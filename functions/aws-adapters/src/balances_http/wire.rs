@@ -25,6 +25,8 @@ pub mod problem_type {
     pub const UNKNOWN_ACCOUNT: &str = "/problems/unknown-account";
     pub const OPERATION_NOT_FOUND: &str = "/problems/operation-not-found";
     pub const UNAVAILABLE: &str = "/problems/unavailable";
+    /// The caller's IAM role may not do this (`403`).
+    pub const FORBIDDEN: &str = "/problems/forbidden";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,7 +46,8 @@ fn amount(field: &'static str, text: &str, scale: u32) -> Result<Amount, WireErr
     Amount::parse(text, scale).map_err(|source| WireError::Amount { field, source })
 }
 
-/// An operation as sent to `POST /accounts/{account}/operations`.
+/// An operation as sent to `POST /accounts/{account}/operations` (reserve,
+/// release, settle) or `POST /admin/accounts/{account}/operations` (deposit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OperationBody {

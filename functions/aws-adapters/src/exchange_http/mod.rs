@@ -144,9 +144,7 @@ impl HttpExchange {
         if base_url.cannot_be_a_base() {
             return Err(invalid("not a base URL".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
+        let http = crate::https::client(timeout)
             .map_err(|e| ExchangeError::Protocol(format!("HTTP client: {e}")))?;
         let venue = Venue::simulator("tombstone")
             .ok_or_else(|| ExchangeError::Protocol("no default venue".into()))?;
