@@ -1,5 +1,6 @@
-//! The local stack: a DynamoDB + SQS emulator (moto, wrapped by
-//! `infra/moto/server.py`) and the tables and queues of `template.yaml`.
+//! The local stack: a DynamoDB + SQS + Secrets Manager emulator (moto,
+//! wrapped by `infra/moto/server.py`) and the tables and queues of
+//! `template.yaml`.
 //!
 //! - [`ensure_installed`] creates `<workspace>/.local/venv` with the pinned
 //!   `infra/moto/requirements.txt` (re-installing when that file changes).
@@ -8,6 +9,9 @@
 //!   that already answers.
 //! - [`Stack::create_resources`] creates `<prefix><LogicalId>` tables and
 //!   queues from the template, so each test gets its own set.
+//! - [`Stack::put_secret`] creates a Secrets Manager secret or stores a new
+//!   current version of it (the exchange's webhook signing secrets; in AWS
+//!   the template's `WebhookSigningSecret`, whose value the operator sets).
 //!
 //! Environment:
 //! - `LOCAL_STACK_PORT` (default 4566): port of the emulator on 127.0.0.1.
@@ -143,6 +147,7 @@ pub fn unique_prefix(label: &str) -> String {
 pub struct Stack {
     dynamodb_endpoint: String,
     sqs_endpoint: String,
+    secrets_manager_endpoint: String,
 }
 
 /// Region, and dummy credentials the emulator accepts (it does not check them).
@@ -165,7 +170,8 @@ impl Stack {
         let endpoint = endpoint.trim_end_matches('/').to_string();
         Stack {
             dynamodb_endpoint: endpoint.clone(),
-            sqs_endpoint: endpoint,
+            sqs_endpoint: endpoint.clone(),
+            secrets_manager_endpoint: endpoint,
         }
     }
 
@@ -175,6 +181,10 @@ impl Stack {
 
     pub fn sqs_endpoint(&self) -> &str {
         &self.sqs_endpoint
+    }
+
+    pub fn secrets_manager_endpoint(&self) -> &str {
+        &self.secrets_manager_endpoint
     }
 
     /// SdkConfig with the endpoints above (service-specific endpoint URLs),
@@ -194,11 +204,13 @@ impl Stack {
                 aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
             )
             // The same per-service hook that AWS_ENDPOINT_URL_DYNAMODB /
-            // AWS_ENDPOINT_URL_SQS feed in aws-config, so clients built from
-            // this config behave like clients in a child process given env_vars().
+            // AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL_SECRETS_MANAGER feed in
+            // aws-config, so clients built from this config behave like
+            // clients in a child process given env_vars().
             .service_config(ServiceEndpoints {
                 dynamodb: self.dynamodb_endpoint.clone(),
                 sqs: self.sqs_endpoint.clone(),
+                secrets_manager: self.secrets_manager_endpoint.clone(),
             })
             .build()
     }
@@ -208,6 +220,10 @@ impl Stack {
         [
             ("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb_endpoint.as_str()),
             ("AWS_ENDPOINT_URL_SQS", self.sqs_endpoint.as_str()),
+            (
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                self.secrets_manager_endpoint.as_str(),
+            ),
             ("AWS_REGION", REGION),
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
             ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
@@ -225,6 +241,13 @@ impl Stack {
             .map_err(|e| StackError::io(format!("reading {}", path.display()), e))?;
         let spec = template::parse(&text)?;
         resources::create(&self.sdk_config(), &spec, prefix).await
+    }
+
+    /// Creates the secret `name` holding `secret_string`, or, when it
+    /// exists, stores `secret_string` as its new current version (the old
+    /// one becomes `AWSPREVIOUS`, as a rotation does). Returns its ARN.
+    pub async fn put_secret(&self, name: &str, secret_string: &str) -> Result<String, StackError> {
+        resources::put_secret(&self.sdk_config(), name, secret_string).await
     }
 }
 
@@ -299,6 +322,7 @@ fn env_key(logical_id: &str, suffix: &str) -> String {
 struct ServiceEndpoints {
     dynamodb: String,
     sqs: String,
+    secrets_manager: String,
 }
 
 impl aws_types::service_config::LoadServiceConfig for ServiceEndpoints {
@@ -309,6 +333,7 @@ impl aws_types::service_config::LoadServiceConfig for ServiceEndpoints {
         match key.service_id() {
             "DynamoDB" => Some(self.dynamodb.clone()),
             "SQS" => Some(self.sqs.clone()),
+            "Secrets Manager" => Some(self.secrets_manager.clone()),
             _ => None,
         }
     }

@@ -1,5 +1,6 @@
 //! `cargo run -p local-stack -- <command>`: start, inspect and stop the local
-//! DynamoDB/SQS emulator, and create the template's tables and queues in it.
+//! DynamoDB/SQS/Secrets Manager emulator, and create the template's tables
+//! and queues in it.
 
 use std::process::ExitCode;
 
@@ -9,8 +10,8 @@ use local_stack::Stack;
 #[derive(Parser)]
 #[command(
     name = "local-stack",
-    about = "The local DynamoDB + SQS emulator (moto, wrapped by infra/moto/server.py)",
-    long_about = "The local DynamoDB + SQS emulator (moto, wrapped by infra/moto/server.py).\n\n\
+    about = "The local DynamoDB + SQS + Secrets Manager emulator (moto, wrapped by infra/moto/server.py)",
+    long_about = "The local DynamoDB + SQS + Secrets Manager emulator (moto, wrapped by infra/moto/server.py).\n\n\
         The emulator runs detached on 127.0.0.1:$LOCAL_STACK_PORT (default 4566), logs to \
         .local/moto.log and is installed on first use into .local/venv from \
         infra/moto/requirements.txt. Tables and queues come from template.yaml."

@@ -250,3 +250,41 @@ async fn create_queue(
         })?;
     Ok(QueueInfo { name, url, arn })
 }
+
+/// Creates the secret, or puts a new current version of it; returns its ARN.
+pub(crate) async fn put_secret(
+    config: &aws_config::SdkConfig,
+    name: &str,
+    secret_string: &str,
+) -> Result<String, StackError> {
+    let client = aws_sdk_secretsmanager::Client::new(config);
+    let created = client
+        .create_secret()
+        .name(name)
+        .secret_string(secret_string)
+        .send()
+        .await;
+    let arn = match created {
+        Ok(created) => created.arn().map(str::to_owned),
+        // It exists (another run, or a rotation): a new current version.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_exists_exception()) =>
+        {
+            client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(secret_string)
+                .send()
+                .await
+                .map_err(|e| StackError::aws("Secrets Manager PutSecretValue", e))?
+                .arn()
+                .map(str::to_owned)
+        }
+        Err(e) => return Err(StackError::aws("Secrets Manager CreateSecret", e)),
+    };
+    arn.ok_or_else(|| StackError::Aws {
+        operation: "Secrets Manager CreateSecret".into(),
+        message: format!("no ARN for {name}"),
+    })
+}

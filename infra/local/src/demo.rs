@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use app::orders::OrderSettings;
 use app::Balances;
-use aws_adapters::balances_http::HttpBalances;
+use aws_adapters::balances_http::{HttpBalances, HttpBalancesAdmin};
 use aws_adapters::dynamodb::DynamoOrderStore;
 use domain::order::{FlagReason, Order, OrderStatus, StepFailure, StepState, OPEN_INDEX_SHARDS};
 use domain::{AccountId, Amount, Asset, Catalog, IdempotencyKey, Operation, Side};
@@ -79,6 +79,10 @@ const INDEX_LAG_MS: u64 = 5_000;
 /// the fill processor's timeout, the least AWS allows for a queue feeding
 /// it (template.yaml keeps 180 s, six times it, for throttled retries).
 pub const DEMO_VISIBILITY_TIMEOUT_S: u64 = FILL_PROCESSOR_TIMEOUT_MS / 1_000;
+/// The emulator's secret of the webhook signing secrets is
+/// `<prefix>ExchangeWebhookSecret` (in AWS, the template's
+/// `WebhookSigningSecret`).
+pub const WEBHOOK_SECRET_NAME: &str = "ExchangeWebhookSecret";
 const MS_PER_DAY: u64 = 86_400_000;
 
 fn now_ms() -> u64 {
@@ -305,6 +309,14 @@ pub async fn start(options: &StartOptions) -> anyhow::Result<Started> {
         options.fault_rate
     );
 
+    // The webhook reads its signing secrets from Secrets Manager, as in AWS.
+    let webhook_secret_id = stack
+        .put_secret(
+            &format!("{}{WEBHOOK_SECRET_NAME}", options.prefix),
+            &fill_webhook::SecretValue::json(&[&webhook_secret]),
+        )
+        .await
+        .context("storing the webhook signing secret")?;
     let jwt_key: String = (0..32)
         .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
         .collect();
@@ -318,7 +330,7 @@ pub async fn start(options: &StartOptions) -> anyhow::Result<Started> {
         balances_listen: options.balances_listen,
         exchange_url: exchange.url(),
         venue: options.venue.clone(),
-        webhook_secret,
+        webhook_secret_id,
         jwt_key,
         reconciler_interval_ms: RECONCILER_INTERVAL_MS,
         reconciler_double_chance: 0.2,
@@ -718,11 +730,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 
     // -- accounts --------------------------------------------------------------
     let catalog = Catalog::us_equities();
-    let balances = HttpBalances::new(
-        &format!("http://{balances_listen}"),
-        catalog.clone(),
-        Duration::from_secs(5),
-    )?;
+    // The operator's listener: deposits on the admin route, reads for the checks.
+    let balances_url = format!("http://{balances_listen}");
+    let balances = HttpBalances::new(&balances_url, catalog.clone(), Duration::from_secs(5))?;
+    let admin = HttpBalancesAdmin::new(&balances_url, catalog.clone(), Duration::from_secs(5))?;
     let run_tag = &prefix[2..prefix.len() - 1];
     let accounts: Vec<AccountId> = (0..options.accounts)
         .map(|i| AccountId::parse(&format!("acct{i:03}-{run_tag}")))
@@ -738,7 +749,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
                 asset,
                 amount: Amount::new(units)?,
             };
-            retry_call(|| balances.execute(account, &key, &operation)).await?;
+            retry_call(|| admin.execute(account, &key, &operation)).await?;
         }
     }
     println!(

@@ -6,7 +6,9 @@
 //!
 //! - [`demo`]: the README's first command (trading, faults, kills, recovery, report).
 //! - [`host`]: the handler process; [`gateway`]: API Gateway emulation with
-//!   [`jwt`] checks; [`sqs_poller`]: the event source mapping.
+//!   [`jwt`] checks and scopes, and the IAM authorizer's caller context (one
+//!   loopback listener per calling role); [`sqs_poller`]: the event source
+//!   mapping.
 //! - [`faults`]: faults injected into the handlers' Balances calls.
 //! - [`operator`]: an on-call engineer's view (order timeline, flagged
 //!   orders, DLQ, an operator's decision), against the local stack or a

@@ -15,6 +15,8 @@ use local::demo::{self, DemoOptions, StartOptions};
 use local::target::{Target, TargetArgs, UpState};
 use local::{host, jwt, operator};
 
+mod readiness;
+
 #[derive(Parser)]
 #[command(
     about = "Run the trading platform locally (emulator, exchange simulator, the five handlers, a demo of recovery under faults) and operate it, locally or in AWS"
@@ -60,7 +62,8 @@ enum Command {
         /// Where the trading HTTP API (orders, webhook) listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         api_listen: SocketAddr,
-        /// Where the Balances API listens.
+        /// Where the Balances API listens for the operator (its deposits go
+        /// to the admin route).
         #[arg(long, default_value = "127.0.0.1:8081")]
         balances_listen: SocketAddr,
         /// Prefix of the tables and queues; reusing one keeps earlier state.
@@ -74,12 +77,18 @@ enum Command {
     Down,
     /// Print a JWT for an account, signed with the key `up` printed.
     Token {
-        /// The account the token speaks for (its `sub`).
+        /// The caller the token speaks for (its `sub`): a plain id
+        /// (`alice`) is the account itself; any other (`auth0|abc`) maps to
+        /// a derived account id (see the README's API section).
         #[arg(long)]
         account: String,
         /// The signing key `up` printed.
         #[arg(long)]
         key: String,
+        /// The scopes it grants, space-separated: `orders:read` for the
+        /// GET routes, `orders:write` for POST and DELETE.
+        #[arg(long, default_value = jwt::DEFAULT_SCOPE)]
+        scope: String,
     },
     /// One order's timeline: every step with its time (UTC), the time
     /// between steps, every execution, flags, the condition recovery waits
@@ -119,7 +128,8 @@ enum Command {
         target: TargetArgs,
     },
     /// Record an operator's decision on an order (through the platform's own
-    /// use case), then show the order.
+    /// use case), then show the order; the reconciler finishes it on its next
+    /// run (the operator needs no rights at Balances).
     Resolve {
         /// The order id (a UUID).
         id: String,
@@ -131,7 +141,9 @@ enum Command {
         #[arg(long)]
         evidence: String,
         /// The Balances API (default: the stack's BalancesApiUrl output, or
-        /// the running `up`'s). Signed with SigV4 in AWS.
+        /// the running `up`'s operator listener). Signed with SigV4 in AWS,
+        /// where the caller's role must be in BALANCES_TRADING_ROLES (the
+        /// decision releases the reservation).
         #[arg(long)]
         balances_url: Option<String>,
         /// The exchange's REST API (default: the running `up`'s; required in AWS).
@@ -142,6 +154,10 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Can this checkout be deployed? Installs the pinned SAM CLI and
+    /// cargo-lambda, runs `sam validate --lint` and cfn-lint, cross-builds the
+    /// five functions for arm64 and reports their sizes (slow; not in CI).
+    Readiness,
     /// Internal: the handler process the runner starts (and kills).
     #[command(hide = true)]
     ServeHandlers,
@@ -244,11 +260,15 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Token { account, key } => {
+        Command::Token {
+            account,
+            key,
+            scope,
+        } => {
             let now_s = app::SystemClock.now_ms() / 1000;
             println!(
                 "{}",
-                jwt::token_for(key.as_bytes(), &account, now_s, 24 * 3600)
+                jwt::token_with_scope(key.as_bytes(), &account, &scope, now_s, 24 * 3600)
             );
             Ok(())
         }
@@ -341,6 +361,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Readiness => tokio::task::spawn_blocking(readiness::run).await?,
         Command::ServeHandlers => {
             // JSON lines, as the functions log in Lambda.
             tracing_subscriber::fmt()
@@ -391,8 +412,8 @@ async fn up(
     );
     let now_s = app::SystemClock.now_ms() / 1000;
     let token = jwt::token_for(started.config.jwt_key.as_bytes(), "alice", now_s, 24 * 3600);
-    println!("\nEverything is up. Fund an account, place an order, read its history:\n");
-    println!("  curl -s -X POST http://{balances_listen}/accounts/alice/operations -H 'content-type: application/json' \\");
+    println!("\nEverything is up. Fund an account (as the operator, on the Balances admin route), place an order, read its history:\n");
+    println!("  curl -s -X POST http://{balances_listen}/admin/accounts/alice/operations -H 'content-type: application/json' \\");
     println!("    -H 'idempotency-key: first-deposit' -d '{{\"type\":\"deposit\",\"asset\":\"USD\",\"amount\":\"10000.00\"}}'");
     println!("  TOKEN={token}");
     println!("  curl -s -X POST http://{api_listen}/orders -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\");
