@@ -152,11 +152,11 @@ async fn raw_transaction(client: &Client, table: &str, i: usize) {
 
 /// The calls one placement makes, learnt on a metered platform.
 async fn placement_sequence() -> Vec<Call> {
-    let (platform, metering) = spawn_metered("bench-speed-probe").await;
-    let account = funded_account(&platform.balances, "probe", 100_000_000).await;
-    metering.take();
-    place(&platform, &account, "probe", &limit_buy(10, "500.00")).await;
-    metering.take().1
+    let bench = spawn_metered("bench-speed-probe").await;
+    let account = funded_account(&bench.platform.balances, "probe", 100_000_000).await;
+    bench.metering.take();
+    place(&bench.platform, &account, "probe", &limit_buy(10, "500.00")).await;
+    bench.metering.take().1
 }
 
 #[tokio::main]
