@@ -267,13 +267,16 @@ where
             return Ok(());
         }
         report.examined += 1;
+        // A send that may have reached the venue after its close is on the
+        // venue's next day's list.
+        let may_be_listed_later =
+            unknown && absence_final_at_ms(order, &self.settings.recovery) >= close_ms;
         let view = match listed.get(id.as_str()) {
             Some(view) => Some((*view).clone()),
-            // Not in this day's list: an order resting from an earlier day,
-            // or one whose placement reached the venue after its close (the
-            // venue lists it on its next day): ask for it by its id before
-            // concluding anything.
-            None if order.place.is_some() => self.exchange.order(id).await?,
+            // Not in this day's list: an order resting from an earlier day
+            // (or any placed order the list does not name), or one that may
+            // be listed later: ask for it by its id before concluding.
+            None if order.is_placed() || may_be_listed_later => self.exchange.order(id).await?,
             None => None,
         };
         let current = match view {
