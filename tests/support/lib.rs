@@ -5,16 +5,16 @@ pub mod bench;
 pub mod conformance;
 pub mod crash;
 pub mod faulty_proxy;
+pub mod hooks;
+pub mod iam;
 pub mod orders;
 pub mod platform;
 pub mod sim_exchange;
-// pub mod simulation; (being rewritten)
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use app::{BalancesService, SystemClock};
-use aws_adapters::balances_http::HttpBalances;
 use aws_adapters::dynamodb::DynamoLedgerStore;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::{AccountId, Catalog};
@@ -61,11 +61,17 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     address
 }
 
-/// The Balances service on the local stack: its own table, its router on a
-/// loopback port, and an HTTP client of it.
+/// The Balances service on the local stack: its own table, its router on
+/// loopback ports (one per caller, see [`iam`]), and an HTTP client of it.
 pub struct BalancesApp {
+    /// As the reconciler's role (a trading role).
     pub base_url: String,
-    pub client: HttpBalances,
+    /// As the operator's role (the admin role).
+    pub admin_url: String,
+    /// Deposits as the operator, the rest as the reconciler.
+    pub client: iam::ServiceBalances,
+    /// The service's router, to serve as other callers ([`iam::serve_as`]).
+    pub router: axum::Router,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub table: String,
 }
@@ -80,14 +86,29 @@ pub async fn spawn_balances(label: &str) -> BalancesApp {
     let dynamodb = aws_sdk_dynamodb::Client::new(&stack.sdk_config());
     let catalog = Catalog::us_equities();
     let store = DynamoLedgerStore::new(dynamodb.clone(), table.clone(), catalog.clone());
-    let router = balances::router(BalancesService::new(store, SystemClock), catalog.clone());
-    let address = serve(router).await;
-    let base_url = format!("http://{address}");
-    let client = HttpBalances::new(&base_url, catalog, crate::platform::BALANCES_CALL_TIMEOUT)
-        .expect("client");
+    let router = balances::router(
+        BalancesService::new(store, SystemClock),
+        catalog,
+        iam::roles(),
+    );
+    let base_url = format!(
+        "http://{}",
+        iam::serve_as_role(router.clone(), iam::RECONCILER_ROLE).await
+    );
+    let admin_url = format!(
+        "http://{}",
+        iam::serve_as_role(router.clone(), iam::OPERATOR_ROLE).await
+    );
+    let client = iam::ServiceBalances::new(
+        &base_url,
+        &admin_url,
+        crate::platform::BALANCES_CALL_TIMEOUT,
+    );
     BalancesApp {
         base_url,
+        admin_url,
         client,
+        router,
         dynamodb,
         table,
     }
