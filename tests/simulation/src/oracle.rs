@@ -620,12 +620,15 @@ impl Oracle {
                             // other terms than it lists now.
                             || altered.contains(id.as_str())
                     }
-                    FlagReason::Overfilled => altered.contains(id.as_str()),
+                    // The venue contradicted itself about one of its
+                    // executions: the platform settled what it reported
+                    // first, and flags the rest (a closed order reopened by
+                    // the true report, shares beyond the order).
+                    FlagReason::Overfilled | FlagReason::Reopened => altered.contains(id.as_str()),
                     FlagReason::ConflictingExecution | FlagReason::UnconfirmedReport => {
                         contradicted.contains(id.as_str())
                     }
-                    FlagReason::Reopened
-                    | FlagReason::UnknownToExchange
+                    FlagReason::UnknownToExchange
                     | FlagReason::Refused
                     | FlagReason::Unresolved => false,
                 };
