@@ -327,7 +327,18 @@ async fn placement_that_took_effect_is_found_by_lookup() {
 /// "not placed" with the attempts and the last error, releases once, closes.
 #[tokio::test]
 async fn placement_that_never_arrived_is_concluded_only_after_the_deadline() {
-    let platform = Platform::spawn("place-never").await;
+    // The handler's budget runs on the real clock from the request's start:
+    // generous enough that a loaded machine, where the claim, the order and
+    // the reservation before the first send take seconds, still leaves it
+    // time to send again (the POST takes the whole budget here, 8 s).
+    let mut settings = system_tests::platform::test_settings();
+    settings.handler_budget_ms = 8_000;
+    settings.placement_window_ms = 10_000;
+    let options = PlatformOptions {
+        settings,
+        ..Default::default()
+    };
+    let platform = Platform::spawn_with("place-never", options).await;
     let account = funded_account(&platform.balances, "gus", 1_000_000).await;
     platform.set_exchange_faults(exchange_faults(
         SimOperation::Place,
@@ -352,7 +363,10 @@ async fn placement_that_never_arrived_is_concluded_only_after_the_deadline() {
     let orders = platform.orders();
     let settings = &platform.settings;
     // Past the deadline (the exchange still refusing), short of the margins.
-    platform.clock.advance_ms(settings.placement_window_ms + 1);
+    let now = platform.clock.now_ms();
+    platform
+        .clock
+        .advance_ms((sent.place_deadline_ms + 1).saturating_sub(now));
     let early = orders.drive(&id, Driver::Recovery).await.expect("drive");
     assert!(
         early.place.as_ref().is_some_and(|p| p.step.is_processing()),
