@@ -19,5 +19,6 @@ mod order_store;
 mod orders_auth;
 mod place_order;
 mod reconciler;
+mod recovery_signals;
 mod template;
 mod venues;

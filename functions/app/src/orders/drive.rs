@@ -7,8 +7,8 @@
 
 use domain::order::{
     absence_final_at_ms, detail, next_actions, next_look_ms, pending_condition, silence_due_at_ms,
-    AbsenceProof, Action, ConditionKind, Driver, FillRecord, FinalReport, FinalStatus, FlagReason,
-    Order, OrderType, Placement, Step, StepFailure, StepState,
+    AbsenceProof, Action, Condition, ConditionKind, Driver, FillRecord, FinalReport, FinalStatus,
+    FlagReason, Order, OrderType, Placement, Step, StepFailure, StepState,
 };
 use domain::{Amount, Operation, Outcome};
 
@@ -207,18 +207,10 @@ where
     }
 
     /// Leaves a signal for recovery: the order is looked at by `at_ms`
-    /// (moved only earlier, or forward from the past).
+    /// (moved only earlier, or forward from a past time recovery's cursor
+    /// may already have passed).
     pub(crate) async fn due_by(&self, current: Current, at_ms: u64) -> Result<Current, OrderError> {
-        let now = self.now_ms();
-        self.update(current, |o| {
-            let due = o.recovery.due_at_ms;
-            let stale = due <= now || due > at_ms;
-            if stale && !o.is_closed() {
-                o.recovery.due_at_ms = at_ms;
-            }
-            stale && !o.is_closed()
-        })
-        .await
+        self.signal(current, None, Some(at_ms)).await
     }
 
     /// After a handler's drive: if the order carries a condition the
@@ -235,14 +227,66 @@ where
                 | ConditionKind::Release),
             ) => {
                 let at = next_look_ms(&current.value, kind, 1, now, policy);
-                self.due_by(current, at).await
+                self.signal(current, Some(kind), Some(at)).await
             }
-            None => match silence_due_at_ms(&current.value, policy) {
-                Some(at) => self.due_by(current, at.max(now + INDEX_LAG_MS)).await,
-                None => Ok(current),
-            },
+            None => {
+                let silence_at = silence_due_at_ms(&current.value, policy);
+                self.signal(
+                    current,
+                    None,
+                    silence_at.map(|at| at.max(now + INDEX_LAG_MS)),
+                )
+                .await
+            }
             _ => Ok(current),
         }
+    }
+
+    /// Records the condition the order carries now (`None`: healthy) and
+    /// moves its due time to `at_ms`.
+    ///
+    /// The condition is kept with the time it arose, so its flag clock
+    /// runs from then, not from recovery's first look; a healthy order
+    /// drops it, so a later condition of the same kind starts afresh.
+    ///
+    /// While an order carries a condition, its due time is one recovery
+    /// has not passed yet: recovery moves it into the future whenever it
+    /// finds the condition, and clears the condition when it finds none.
+    /// So a due time already past is left where it is; moving it forward
+    /// on every report would keep recovery from ever looking at an order
+    /// whose fills keep arriving.
+    async fn signal(
+        &self,
+        current: Current,
+        condition: Option<ConditionKind>,
+        at_ms: Option<u64>,
+    ) -> Result<Current, OrderError> {
+        let now = self.now_ms();
+        self.update(current, |o| {
+            if o.is_closed() {
+                return false;
+            }
+            let due = o.recovery.due_at_ms;
+            let awaited = o.recovery.condition.is_some() && due <= now;
+            let mut changed = false;
+            if let Some(at) = at_ms {
+                if (due <= now && !awaited) || due > at {
+                    o.recovery.due_at_ms = at;
+                    changed = true;
+                }
+            }
+            let recorded = o.recovery.condition.map(|c| c.kind);
+            if recorded != condition {
+                o.recovery.condition = condition.map(|kind| Condition {
+                    kind,
+                    since_ms: now,
+                    attempts: 0,
+                });
+                changed = true;
+            }
+            changed
+        })
+        .await
     }
 
     async fn perform(

@@ -19,7 +19,7 @@
 //! conditional, the cursors included, so nothing relies on being alone.
 
 use domain::order::{
-    next_look_ms, pending_condition, silence_due_at_ms, Driver, FlagReason, OrderId,
+    next_look_ms, pending_condition, silence_due_at_ms, ConditionKind, Driver, FlagReason, OrderId,
     OPEN_INDEX_SHARDS,
 };
 
@@ -31,6 +31,9 @@ use crate::order_store::{DueEntry, OrderStore, Saved};
 
 /// Orders one run works at the same time (each mostly waits on other services).
 const RECONCILE_CONCURRENCY: usize = 8;
+/// Drives one look at an order may take while each gains ground (each is
+/// bounded too): a backlog of a few hundred fills clears in one run.
+const MAX_DRIVES_PER_LOOK: usize = 8;
 /// Index entries written this recently may not be visible in the index yet
 /// (it is eventually consistent): they are read by the next run. Every due
 /// time the platform writes is further ahead than this.
@@ -222,18 +225,31 @@ where
             return Ok(Recovered::Closed);
         }
         let before = current.version;
-        let current = match self.drive_from(current.clone(), Driver::Recovery).await {
-            Ok(after) => after,
-            Err(error) => {
-                tracing::warn!(order_id = %id, %error, "recovery stopped");
-                self.load(id).await?
+        let policy = &self.settings.recovery;
+        let mut current = current;
+        for _ in 0..MAX_DRIVES_PER_LOOK {
+            let version = current.version;
+            current = match self.drive_from(current.clone(), Driver::Recovery).await {
+                Ok(after) => after,
+                Err(error) => {
+                    tracing::warn!(order_id = %id, %error, "recovery stopped");
+                    self.load(id).await?
+                }
+            };
+            // A backlog longer than one drive (fills that queued while
+            // settlements failed) is worked on while each drive gains ground.
+            let backlog = matches!(
+                pending_condition(&current.value, self.now_ms(), policy),
+                Some(ConditionKind::Backlog | ConditionKind::Settlement)
+            );
+            if current.value.is_closed() || current.version == version || !backlog {
+                break;
             }
-        };
+        }
         if current.value.is_closed() {
             return Ok(Recovered::Closed);
         }
         let now = self.now_ms();
-        let policy = &self.settings.recovery;
         let progress = current.version != before;
         let Some(kind) = pending_condition(&current.value, now, policy) else {
             // Healthy: clear a resolved condition. An order that must end
@@ -241,6 +257,14 @@ where
             // something; any other is not read again before end of day.
             let silence_at = silence_due_at_ms(&current.value, policy);
             self.update(current, |o| {
+                if pending_condition(o, now, policy).is_some() {
+                    // A report arrived while recovery looked and left its
+                    // signal: it stands, ahead of this run's cursor.
+                    let soon = now + INDEX_LAG_MS;
+                    let moved = o.recovery.due_at_ms < soon;
+                    o.recovery.due_at_ms = o.recovery.due_at_ms.max(soon);
+                    return moved;
+                }
                 let cleared = o.recovery.condition.take().is_some();
                 let due = silence_at.map(|at| at.max(now + INDEX_LAG_MS));
                 let moved = due.is_some_and(|at| o.recovery.due_at_ms != at);
