@@ -258,6 +258,9 @@ fn quiesce(world: &mut World, oracle: &mut Oracle) -> Option<u64> {
         let quiet = world.store.open_count() == 0
             && world.webhooks.is_empty()
             && world.queue.is_empty()
+            // A message that went dead after this turn's redrive is
+            // redriven by the next: it may carry a report to flag.
+            && world.queue.dead_letters().is_empty()
             && world.shared.net().is_empty()
             && world.clients.planned_cancels.is_empty()
             && world.clients.next_late_ms().is_none();
