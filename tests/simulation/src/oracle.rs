@@ -442,7 +442,7 @@ impl Oracle {
         let by_id: BTreeMap<&OrderId, &Order> = orders.iter().map(|o| (&o.id, o)).collect();
         self.check_holdings(world, &audit.orders);
         self.check_venue_executions(world, &audit.orders, &by_id);
-        self.check_flags(world, &orders, &audit, faults_stopped_ms);
+        self.check_flags(&orders, &audit, faults_stopped_ms);
         self.check_cancels(world, &audit.orders, faults_stopped_ms);
     }
 
@@ -467,9 +467,7 @@ impl Oracle {
             for (exec, terms) in venue_executions(venue) {
                 match settles.and_then(|s| s.get(&exec)) {
                     Some(settled) if *settled == terms => {}
-                    Some(settled) if altered_by_venue(world, &exec) && flagged => {
-                        let _ = settled;
-                    }
+                    Some(_) if altered_by_venue(world, &exec) && flagged => {}
                     Some(settled) if altered_by_venue(world, &exec) => found.push(format!(
                         "{id}: settled venue execution {exec} as {settled:?} (a report the venue contradicted), not as {terms:?}, and nobody was told"
                     )),
@@ -564,7 +562,6 @@ impl Oracle {
     /// contradiction the venue sent; "stuck" only while faults ran.
     fn check_flags(
         &mut self,
-        world: &World,
         orders: &[Order],
         audit: &exchange_sim::engine::EngineAudit,
         faults_stopped_ms: u64,
@@ -642,7 +639,6 @@ impl Oracle {
                 }
             }
         }
-        let _ = world;
         for text in found {
             self.violate(text);
         }
