@@ -2,6 +2,10 @@
 //! metrics, with the same namespace and dimension (`Function`) from every
 //! function, so one dashboard and one set of alarms cover them all.
 
+use axum::body::{Body, HttpBody as _};
+use axum::http::StatusCode;
+use axum::response::Response;
+
 /// Namespace of every metric the platform emits.
 pub const NAMESPACE: &str = "TradingPlatform";
 
@@ -30,6 +34,40 @@ pub fn line(function: &str, counts: &[(&str, u64)]) -> String {
         }
     }
     body.to_string()
+}
+
+/// Reads a handler's answer back for its metrics, as `T`, when its body is
+/// known to be at most `max_bytes` (a larger or streamed one is not read).
+/// Answers the response to send on, unchanged.
+///
+/// The handlers answer from memory: a body of known, small size cannot fail
+/// to read. Should it, the caller gets a `500` (and repeats its request),
+/// never a truncated answer.
+pub async fn read_back<T: serde::de::DeserializeOwned>(
+    response: Response,
+    max_bytes: u64,
+) -> (Response, Option<T>) {
+    let small = response
+        .body()
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= max_bytes);
+    if !small {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, max_bytes as usize).await {
+        Ok(bytes) => {
+            let value = serde_json::from_slice(&bytes).ok();
+            (Response::from_parts(parts, Body::from(bytes)), value)
+        }
+        Err(error) => {
+            tracing::error!(%error, "answer unreadable after the handler");
+            let mut response = Response::from_parts(parts, Body::empty());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            (response, None)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! no AWS call, nothing added to the request's path but one line on stdout.
 
 use aws_adapters::balances_http::wire::{problem_type, REPLAYED_HEADER};
-use axum::body::{Body, HttpBody as _};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -34,7 +33,7 @@ pub async fn record(request: Request, next: Next) -> Response {
     let replayed = response.headers().contains_key(REPLAYED_HEADER);
     let operation = method == Method::POST && is_operation_route(route.as_deref());
     let (response, body) = if operation && !replayed {
-        json_of(response).await
+        aws_adapters::metrics::read_back::<Value>(response, MAX_READ_BYTES).await
     } else {
         (response, None)
     };
@@ -121,37 +120,10 @@ fn kind_metric(record: &Value) -> &'static str {
     }
 }
 
-/// The JSON answer, and the answer rebuilt from the same bytes.
-async fn json_of(response: Response) -> (Response, Option<Value>) {
-    let small = response
-        .body()
-        .size_hint()
-        .upper()
-        .is_some_and(|n| n <= MAX_READ_BYTES);
-    if !small {
-        return (response, None);
-    }
-    let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, MAX_READ_BYTES as usize).await {
-        Ok(bytes) => {
-            let value = serde_json::from_slice(&bytes).ok();
-            (Response::from_parts(parts, Body::from(bytes)), value)
-        }
-        Err(error) => {
-            // The handlers answer from memory: a body of known, small size
-            // cannot fail to read. Should it, the caller gets a 500 (and
-            // retries with the same key), never a truncated record.
-            tracing::error!(%error, "answer unreadable after the handler");
-            let mut response = Response::from_parts(parts, Body::empty());
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            (response, None)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::routing::post;
     use axum::Router;
     use http_body_util::BodyExt;

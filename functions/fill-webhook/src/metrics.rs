@@ -7,7 +7,6 @@
 //! the handler has finished: no AWS call, nothing added to the delivery's
 //! path but one line on stdout.
 
-use axum::body::{Body, HttpBody as _};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -29,7 +28,9 @@ pub async fn record(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let (response, outcome) = if status == StatusCode::ACCEPTED {
-        outcome_of(response).await
+        let (response, accepted) =
+            aws_adapters::metrics::read_back::<Accepted>(response, MAX_READ_BYTES).await;
+        (response, accepted.map(|accepted| accepted.outcome))
     } else {
         (response, None)
     };
@@ -64,40 +65,10 @@ pub fn metric(
     }
 }
 
-/// The `outcome` of an `Accepted` answer, and the answer rebuilt from the
-/// same bytes.
-async fn outcome_of(response: Response) -> (Response, Option<String>) {
-    let small = response
-        .body()
-        .size_hint()
-        .upper()
-        .is_some_and(|n| n <= MAX_READ_BYTES);
-    if !small {
-        return (response, None);
-    }
-    let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, MAX_READ_BYTES as usize).await {
-        Ok(bytes) => {
-            let outcome = serde_json::from_slice::<Accepted>(&bytes)
-                .ok()
-                .map(|accepted| accepted.outcome);
-            (Response::from_parts(parts, Body::from(bytes)), outcome)
-        }
-        Err(error) => {
-            // The handler answers from memory: a body of known, small size
-            // cannot fail to read. Should it, the exchange gets a 500 and
-            // delivers again (the queue de-duplicates), never a false 202.
-            tracing::error!(%error, "answer unreadable after the handler");
-            let mut response = Response::from_parts(parts, Body::empty());
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            (response, None)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::routing::post;
     use axum::{Json, Router};
     use http_body_util::BodyExt;

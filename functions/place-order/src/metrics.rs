@@ -7,7 +7,6 @@
 //! `422`, the problem type), after the handler has finished: no AWS call,
 //! nothing added to the request's path but one line on stdout.
 
-use axum::body::{Body, HttpBody as _};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -31,7 +30,10 @@ pub async fn record(request: Request, next: Next) -> Response {
     let status = response.status();
     let replayed = response.headers().contains_key(REPLAYED_HEADER);
     let (response, problem) = if status == StatusCode::UNPROCESSABLE_ENTITY {
-        problem_type_of(response).await
+        let (response, body) =
+            aws_adapters::metrics::read_back::<serde_json::Value>(response, MAX_READ_BYTES).await;
+        let problem = body.and_then(|v| Some(v.get("type")?.as_str()?.to_owned()));
+        (response, problem)
     } else {
         (response, None)
     };
@@ -104,40 +106,10 @@ fn refusal(status: StatusCode) -> Option<&'static str> {
     }
 }
 
-/// The problem type of a problem+json answer, and the answer rebuilt from
-/// the same bytes.
-async fn problem_type_of(response: Response) -> (Response, Option<String>) {
-    let small = response
-        .body()
-        .size_hint()
-        .upper()
-        .is_some_and(|n| n <= MAX_READ_BYTES);
-    if !small {
-        return (response, None);
-    }
-    let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, MAX_READ_BYTES as usize).await {
-        Ok(bytes) => {
-            let problem = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("type")?.as_str().map(str::to_owned));
-            (Response::from_parts(parts, Body::from(bytes)), problem)
-        }
-        Err(error) => {
-            // The handlers answer from memory: a body of known, small size
-            // cannot fail to read. Should it, the caller gets a 500, not a
-            // truncated answer.
-            tracing::error!(%error, "answer unreadable after the handler");
-            let mut response = Response::from_parts(parts, Body::empty());
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            (response, None)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use axum::routing::post;
     use axum::Router;
     use http_body_util::BodyExt;
