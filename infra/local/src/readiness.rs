@@ -1,7 +1,8 @@
 //! `cargo run -p local -- readiness`: can this checkout be deployed? Installs
 //! the pinned deploy tools, lints `template.yaml` as `sam` and as cfn-lint
-//! see it, cross-builds the five functions for Lambda (arm64, as `sam build`
-//! does) and reports each binary's size. Fails if any step fails.
+//! (with serverless-rules) see it, cross-builds the five functions for Lambda
+//! (arm64, as `sam build` does) and reports each binary's size. Fails if any
+//! step fails.
 //!
 //! Not part of CI: the arm64 release build alone takes longer than CI's
 //! whole budget allows for it.
@@ -54,7 +55,12 @@ pub fn run() -> anyhow::Result<()> {
             .args(["validate", "--lint", "--template"])
             .arg(&template),
     ));
-    steps.push(step("cfn-lint", tool(&root, "cfn-lint").arg(&template)));
+    steps.push(step(
+        "cfn-lint with serverless-rules",
+        tool(&root, "cfn-lint")
+            .arg(&template)
+            .args(["--append-rules", "cfn_lint_serverless.rules"]),
+    ));
     let mut build = tool(&root, "cargo-lambda");
     build.args(["lambda", "build", "--release", "--arm64"]);
     for function in FUNCTIONS {
