@@ -16,7 +16,8 @@ use app::orders::{OrderSettings, Orders, ReconcileBudget};
 use app::{Balances, BalancesService};
 use domain::ledger::OperationRecord;
 use domain::order::{ExchangeReport, FlagReason, OrderId, OrderRequest, OrderType, TimeInForce};
-use domain::{AccountId, Amount, Asset, Balance, IdempotencyKey, Operation, Price, Quantity, Side};
+use domain::{AccountId, Asset, Balance, IdempotencyKey, Operation, Price, Quantity, Side};
+use system_tests::conformance::balances::funded_account;
 use system_tests::conformance::exchange::aapl;
 use system_tests::sim_exchange::{fast_fills, EngineExchange};
 
@@ -77,18 +78,7 @@ async fn a_condition_is_flagged_on_time_while_fills_keep_arriving() {
         inner: BalancesService::new(MemoryLedgerStore::default(), clock.clone()),
         down: down.clone(),
     };
-    let account = AccountId::parse("acct-signals").expect("account");
-    Balances::execute(
-        &balances,
-        &account,
-        &IdempotencyKey::parse("fund").expect("key"),
-        &Operation::Deposit {
-            asset: Asset::Cash,
-            amount: Amount::new(1_000_000_000).expect("amount"),
-        },
-    )
-    .await
-    .expect("funded");
+    let account = funded_account(&balances, "signals", 1_000_000_000).await;
     let mut settings = OrderSettings::default();
     settings.recovery.flag_after_ms = 10 * MINUTE_MS;
     let flag_after_ms = settings.recovery.flag_after_ms;
