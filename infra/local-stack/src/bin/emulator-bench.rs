@@ -5,9 +5,9 @@
 //! LOCAL_STACK_ENDPOINT=http://127.0.0.1:5000 cargo run ...   # against another emulator (e.g. stock moto_server)
 //! ```
 //!
-//! For each table size: PutItem/s, conditional UpdateItem/s and 2-item
-//! TransactWriteItems/s, first from one sequential client, then from
-//! `--concurrency` clients at once. Then SQS send/s and receive+delete/s.
+//! For each table size: PutItem/s, conditional UpdateItem/s, 2-item
+//! TransactWriteItems/s and Query/s (one partition of one item), first from
+//! one sequential client, then from `--concurrency` clients at once. Then SQS send/s and receive+delete/s.
 //! Each measurement runs for `--seconds` (or until `--max-ops`), whichever
 //! comes first, so a slow emulator cannot hang it.
 
@@ -148,6 +148,7 @@ async fn main() -> Result<()> {
             ("PutItem", vec![]),
             ("conditional UpdateItem", vec![]),
             ("TransactWriteItems (2 items)", vec![]),
+            ("Query (one partition)", vec![]),
         ];
         for (round, clients) in [1, args.concurrency].into_iter().enumerate() {
             let tag = format!("r{round}");
@@ -220,13 +221,32 @@ async fn main() -> Result<()> {
                 })
                 .await?,
             );
+            let (d, tb) = (ddb.clone(), table.clone());
+            rows[3].1.push(
+                rate(&args, clients, move |i| {
+                    let (d, tb) = (d.clone(), tb.clone());
+                    async move {
+                        d.query()
+                            .table_name(tb)
+                            .key_condition_expression("pk = :pk")
+                            .expression_attribute_values(
+                                ":pk",
+                                s(&format!("LOAD#{}", i as usize % size.max(1))),
+                            )
+                            .send()
+                            .await?;
+                        Ok(())
+                    }
+                })
+                .await?,
+            );
         }
         for (name, r) in rows {
             println!("| {size} | {name} | {:.0} | {:.0} |", r[0], r[1]);
         }
     }
 
-    // SQS: a fresh queue with a short visibility timeout.
+    // SQS: a fresh FIFO queue (the template's dead-letter queue).
     let res = stack.create_resources(&unique_prefix("benchsqs")).await?;
     let q = res.queue_url("FillDeadLetterQueue").to_string();
     let t = Instant::now();
@@ -234,6 +254,9 @@ async fn main() -> Result<()> {
         sqs.send_message()
             .queue_url(&q)
             .message_body(format!("{{\"fill\":{i}}}"))
+            // Both queues are FIFO; ten groups so receives are not held to one.
+            .message_group_id(format!("g{}", i % 10))
+            .message_deduplication_id(format!("m{i}"))
             .send()
             .await?;
     }
