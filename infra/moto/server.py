@@ -1,7 +1,7 @@
 """moto_server, made safe for concurrent tests.
 
 Serves moto's DynamoDB and SQS emulation (and whatever else moto serves) on one
-port, with five changes to stock ``moto_server`` that this project depends on.
+port, with six changes to stock ``moto_server`` that this project depends on.
 Each was measured on stock moto; see infra/EMULATOR.md.
 
 1. Atomicity. Stock moto_server handles each request on its own thread with no
@@ -42,6 +42,14 @@ Each was measured on stock moto; see infra/EMULATOR.md.
    ~0.5 s at 50,000 items, so reading an order's executions slowed with the
    size of the whole table. Queries now look only at the partition asked for
    (an index query still looks at every item, unsorted).
+
+6. SQS cost per message. Stock SQS reads the clock (a datetime) twice per
+   message on every pass over a queue, and every SendMessage and every
+   delivered message costs three more such passes (the queue's attribute
+   dict, for one attribute). With a few hundred messages waiting in a FIFO
+   queue whose groups are in flight, the emulator spent most of a core there.
+   The passes now read the clock once, and the retention check reads its one
+   attribute.
 
 It also answers ``GET /_local_stack/health`` so the launcher can tell this
 wrapper (and which version of it) from anything else on the port.
@@ -92,7 +100,8 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.sqs.models import SQSBackend  # noqa: E402
+from moto.core.utils import unix_time, unix_time_millis  # noqa: E402
+from moto.sqs.models import Queue, SQSBackend  # noqa: E402
 from werkzeug.serving import BaseWSGIServer, run_simple  # noqa: E402
 
 LOG = logging.getLogger("local-stack-moto")
@@ -347,6 +356,39 @@ def _query(self: Table, *args: Any, **kwargs: Any) -> Any:
 
 
 Table.query = _query  # type: ignore[method-assign]
+
+# --------------------------------------------------------------------------
+# 6. SQS calls that read the clock once, not once per message.
+# --------------------------------------------------------------------------
+
+
+def _visible_undelayed(queue: Queue) -> list[Any]:
+    # Stock ``Queue.messages``, with the time read once for the whole queue.
+    now = unix_time_millis()
+    return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def _count_delayed(queue: Queue) -> int:
+    now = unix_time_millis()
+    return sum(1 for m in queue._messages if now < m.delayed_until)
+
+
+def _count_not_visible(queue: Queue) -> int:
+    now = unix_time_millis()
+    return sum(1 for m in queue._messages if not now > m.visible_at)
+
+
+def _retained(self: SQSBackend, queue_name: str, message: Any) -> bool:
+    # Stock reads the retention period through every attribute of the queue
+    # (three more passes over its messages) for each message it delivers.
+    retention_period = int(self.get_queue(queue_name).message_retention_period)
+    return retention_period + message.sent_timestamp / 1000 > unix_time()
+
+
+Queue.messages = property(_visible_undelayed)  # type: ignore[assignment]
+Queue.approximate_number_of_messages_delayed = property(_count_delayed)  # type: ignore[assignment]
+Queue.approximate_number_of_messages_not_visible = property(_count_not_visible)  # type: ignore[assignment]
+SQSBackend.is_message_valid_based_on_retention_period = _retained  # type: ignore[method-assign]
 
 # --------------------------------------------------------------------------
 # 1b. SQS long polls that hold no lock while they wait.
