@@ -277,11 +277,21 @@ where
             }
             let recorded = o.recovery.condition.map(|c| c.kind);
             if recorded != condition {
-                o.recovery.condition = condition.map(|kind| Condition {
-                    kind,
-                    since_ms: now,
-                    attempts: 0,
-                });
+                o.recovery.condition = match (o.recovery.condition, condition) {
+                    // The deliberate bug: the first record stays, kind aside.
+                    (Some(old), kind) if super::reconcile::attempts_never_reset() => {
+                        Some(Condition {
+                            kind: kind.unwrap_or(old.kind),
+                            ..old
+                        })
+                    }
+                    (_, kind) => kind.map(|kind| Condition {
+                        kind,
+                        since_ms: now,
+                        attempts: 0,
+                        ground: o.ground(),
+                    }),
+                };
                 changed = true;
             }
             changed

@@ -265,7 +265,8 @@ where
                     o.recovery.due_at_ms = o.recovery.due_at_ms.max(soon);
                     return moved;
                 }
-                let cleared = o.recovery.condition.take().is_some();
+                // The deliberate bug keeps the record of a resolved condition.
+                let cleared = !attempts_never_reset() && o.recovery.condition.take().is_some();
                 let due = silence_at.map(|at| at.max(now + INDEX_LAG_MS));
                 let moved = due.is_some_and(|at| o.recovery.due_at_ms != at);
                 if let Some(at) = due {
@@ -289,8 +290,8 @@ where
                 Some(old) if attempts_never_reset() => {
                     let kept = domain::order::Condition {
                         kind,
-                        since_ms: old.since_ms,
                         attempts: old.attempts + 1,
+                        ..old
                     };
                     o.recovery.condition = Some(kept);
                     kept
@@ -299,7 +300,10 @@ where
                     if progress {
                         o.recovery.condition = None;
                     }
-                    o.recovery.attempted(kind, now)
+                    // Ground gained since the last record restarts it too
+                    // (a handler's, or a look that stopped before this point).
+                    let ground = o.ground();
+                    o.recovery.attempted(kind, now, ground)
                 }
             };
             o.recovery.due_at_ms =
@@ -324,8 +328,9 @@ where
     }
 }
 
-/// The deliberate bug "attempts never reset" (tests only).
-fn attempts_never_reset() -> bool {
+/// The deliberate bug "attempts never reset" (tests only): a condition's
+/// first `since` and its attempts are kept whatever happens to the order.
+pub(crate) fn attempts_never_reset() -> bool {
     #[cfg(feature = "mutants")]
     {
         domain::order::mutants::active(domain::order::mutants::Mutant::AttemptsNeverReset)

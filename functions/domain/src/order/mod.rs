@@ -37,8 +37,8 @@ pub use next::{
 };
 pub use record::{Order, OrderStatus, Taken};
 pub use recovery::{
-    AbsenceProof, Condition, ConditionKind, Decision, FlagReason, OperatorDecision, Recovery,
-    RecoveryPolicy, VenueRules,
+    AbsenceProof, Condition, ConditionKind, Decision, FlagReason, Ground, OperatorDecision,
+    Recovery, RecoveryPolicy, VenueRules,
 };
 pub use report::{ExchangeReport, Execution, FinalReport, FinalStatus};
 pub use request::{OrderRequest, OrderType, Pricing, Reservation, TimeInForce};
@@ -83,7 +83,8 @@ pub mod mutants {
         PlacementIgnoresCancel,
         /// An order accepts at most a fixed number of executions.
         FillCap,
-        /// Recovery's attempts never reset on progress.
+        /// Recovery's record of a condition (its `since`, its attempts) is
+        /// never reset: not on progress, not when the order is healthy again.
         AttemptsNeverReset,
         /// An execution beyond the reservation is refused.
         RefuseBeyondReservation,

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fill::{Fill, FillTotals};
-use super::recovery::{FlagReason, Recovery};
+use super::recovery::{FlagReason, Ground, Recovery};
 use super::report::{Execution, FinalReport, FinalStatus};
 use super::request::{OrderRequest, OrderType, Reservation, TimeInForce};
 use super::step::{Cancel, Placement, Step, StepFailure, StepState};
@@ -184,6 +184,31 @@ impl Order {
     }
 
     /// Executions the exchange reported that are not recorded here.
+    /// How far resolving the order has got (see [`Ground`]).
+    pub fn ground(&self) -> Ground {
+        let finished = |step: &Step| u64::from(!step.is_processing());
+        let steps = finished(&self.reserve)
+            + self.place.as_ref().map_or(0, |p| finished(&p.step))
+            + self
+                .cancel
+                .as_ref()
+                .and_then(|c| c.step.as_ref())
+                .map_or(0, finished)
+            + self.release.as_ref().map_or(0, finished);
+        let settled_in_slot = self
+            .settling
+            .as_ref()
+            .map_or(0, |f| u64::from(!f.archived && !f.settle.is_processing()));
+        Ground {
+            done: self.fills.count
+                + settled_in_slot
+                + steps
+                + u64::from(self.final_report.is_some())
+                + u64::from(self.released_units > 0),
+            missing: self.missing_quantity(),
+        }
+    }
+
     pub fn missing_quantity(&self) -> u64 {
         if self.contradicted {
             return 0;

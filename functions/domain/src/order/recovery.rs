@@ -140,13 +140,33 @@ impl ConditionKind {
     }
 }
 
-/// An unresolved condition: what, since when, how often recovery tried.
-/// Attempts reset when the condition changes (progress).
+/// An unresolved condition: what, since when, how often recovery tried,
+/// and how far resolving the order had got when it was last recorded.
+/// Attempts and `since` reset when the condition changes or gains ground.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
     pub kind: ConditionKind,
     pub since_ms: u64,
     pub attempts: u32,
+    #[serde(default)]
+    pub ground: Ground,
+}
+
+/// How far resolving an order has got: what is done (executions settled,
+/// steps finished, the venue's final word, units released) and how many
+/// shares the venue reported that are not recorded yet. Whoever moves it
+/// on (a handler, or a recovery look that stopped before its own
+/// bookkeeping), the order's condition gained ground: its clock restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ground {
+    pub done: u64,
+    pub missing: u64,
+}
+
+impl Ground {
+    pub fn gained_on(&self, earlier: &Ground) -> bool {
+        self.done > earlier.done || self.missing < earlier.missing
+    }
 }
 
 /// Why an operator must look at an order. Each is evidence that something
@@ -259,17 +279,21 @@ impl Recovery {
         true
     }
 
-    /// Records that recovery tried `kind` once more (or met it for the first time).
-    pub fn attempted(&mut self, kind: ConditionKind, now_ms: u64) -> Condition {
+    /// Records that recovery tried `kind` once more (or met it for the
+    /// first time, or again after the order gained ground), the order
+    /// being at `ground` now.
+    pub fn attempted(&mut self, kind: ConditionKind, now_ms: u64, ground: Ground) -> Condition {
         let condition = match self.condition {
-            Some(c) if c.kind == kind => Condition {
+            Some(c) if c.kind == kind && !ground.gained_on(&c.ground) => Condition {
                 attempts: c.attempts.saturating_add(1),
+                ground,
                 ..c
             },
             _ => Condition {
                 kind,
                 since_ms: now_ms,
                 attempts: 1,
+                ground,
             },
         };
         self.condition = Some(condition);

@@ -424,15 +424,34 @@ fn flags_are_kept_once_each_with_the_first_detail() {
     assert!(r.flag(FlagReason::Reopened, "reopened", T0 + 2));
     assert_eq!(r.flags, vec![FlagReason::Shortfall, FlagReason::Reopened]);
     assert_eq!(r.flag_detail.as_deref(), Some("owes 70.00"));
-    let c = r.attempted(ConditionKind::Settlement, T0);
+    let at = |done, missing| Ground { done, missing };
+    let c = r.attempted(ConditionKind::Settlement, T0, at(3, 5));
     assert_eq!(c.attempts, 1);
-    let c = r.attempted(ConditionKind::Settlement, T0 + 5);
+    let c = r.attempted(ConditionKind::Settlement, T0 + 5, at(3, 5));
     assert_eq!((c.attempts, c.since_ms), (2, T0));
-    let c = r.attempted(ConditionKind::Cancel, T0 + 9);
+    let c = r.attempted(ConditionKind::Cancel, T0 + 9, at(3, 5));
     assert_eq!(
         (c.attempts, c.since_ms),
         (1, T0 + 9),
         "reset on a new condition"
+    );
+    let c = r.attempted(ConditionKind::Cancel, T0 + 12, at(3, 7));
+    assert_eq!(
+        (c.attempts, c.since_ms),
+        (2, T0 + 9),
+        "more missing is no progress"
+    );
+    let c = r.attempted(ConditionKind::Cancel, T0 + 15, at(4, 7));
+    assert_eq!(
+        (c.attempts, c.since_ms),
+        (1, T0 + 15),
+        "reset when something more is done, whoever did it"
+    );
+    let c = r.attempted(ConditionKind::Cancel, T0 + 18, at(4, 6));
+    assert_eq!(
+        (c.attempts, c.since_ms),
+        (1, T0 + 18),
+        "reset when less is missing"
     );
 }
 

@@ -113,8 +113,12 @@ fn the_timeline_shows_flags_the_condition_and_why_nothing_happens() {
         "placement unresolved for 12 min, 9 attempts",
         T0 + 720_000,
     );
-    o.recovery
-        .attempted(domain::order::ConditionKind::MissingExecutions, T0 + 5_000);
+    let ground = o.ground();
+    o.recovery.attempted(
+        domain::order::ConditionKind::MissingExecutions,
+        T0 + 5_000,
+        ground,
+    );
     o.reported_cum = 3;
     let text = timeline(&o, &[], T0 + 800_000, &policy());
     assert!(text.contains("FLAGGED        stuck since 2024-05-01T12:12:00.000Z: placement unresolved for 12 min, 9 attempts"), "{text}");
