@@ -16,7 +16,8 @@ pub enum Mutant {
     PlacementIgnoresCancel,
     /// An order accepts at most a fixed number of executions.
     FillCap,
-    /// Recovery's attempts never reset on progress.
+    /// Recovery's record of a condition is never reset (on progress, or
+    /// when the order is healthy again).
     AttemptsNeverReset,
     /// An execution beyond the reservation is refused.
     RefuseBeyondReservation,

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use app::LedgerStore;
-use domain::order::{FlagReason, Order, OrderId, StepFailure};
+use domain::order::{pending_condition, FlagReason, Order, OrderId, StepFailure};
 use domain::{AccountId, Asset, IdempotencyKey, Operation, OperationRecord, Outcome, Side};
 use exchange_sim::hostile::HostileKind;
 use exchange_sim::order::{Order as VenueOrder, OrderType as VenueOrderType};
@@ -53,6 +53,9 @@ struct FlagSeen {
     at_ms: u64,
     during_faults: bool,
     venue_open: bool,
+    /// How long the order had carried a condition without a break and
+    /// without progress by recovery when the flag was first seen.
+    unresolved_ms: u64,
 }
 
 pub struct Oracle {
@@ -63,6 +66,8 @@ pub struct Oracle {
     settled: BTreeMap<(AccountId, Asset), i128>,
     owed: BTreeMap<(AccountId, Asset), u64>,
     flags: BTreeMap<(OrderId, FlagReason), FlagSeen>,
+    /// When each open order was last seen carrying no condition at all.
+    healthy_ms: BTreeMap<OrderId, u64>,
     collar_bps: u64,
     offset_ms: i64,
     /// When the reconciler's first run after the faults stopped finished
@@ -119,6 +124,7 @@ impl Oracle {
             settled: BTreeMap::new(),
             owed: BTreeMap::new(),
             flags: BTreeMap::new(),
+            healthy_ms: BTreeMap::new(),
             collar_bps: scenario.settings.market_collar_bps,
             offset_ms: scenario.clock_offset_ms,
             caught_up_ms: None,
@@ -355,12 +361,31 @@ impl Oracle {
         let during_faults = world.shared.plan().enabled();
         let venue_open = venue.is_some_and(|v| !v.status.is_terminal());
         let now = world.now_ms();
+        // A flag's clock may run at most from when the order was last seen
+        // healthy (before this step: a flag raised during the step may have
+        // been resolved by its end) or, for `Stuck`, from recovery's last
+        // progress on it before the flag.
+        let healthy_ms = self
+            .healthy_ms
+            .get(id)
+            .copied()
+            .unwrap_or(order.created_at_ms);
+        let stuck = world.shared.seen().stuck_flagged.get(id).copied();
         for reason in &order.recovery.flags {
+            let (flagged_ms, progress_ms) = match (reason, stuck) {
+                (FlagReason::Stuck, Some((at, progress))) => (at, progress.unwrap_or(0)),
+                _ => (now, 0),
+            };
             self.flags.entry((id.clone(), *reason)).or_insert(FlagSeen {
                 at_ms: now,
                 during_faults,
                 venue_open,
+                unresolved_ms: flagged_ms.saturating_sub(healthy_ms.max(progress_ms)),
             });
+        }
+        let policy = &world.scenario.settings.recovery;
+        if pending_condition(order, now, policy).is_none() {
+            self.healthy_ms.insert(id.clone(), now);
         }
     }
 
@@ -442,7 +467,8 @@ impl Oracle {
         let by_id: BTreeMap<&OrderId, &Order> = orders.iter().map(|o| (&o.id, o)).collect();
         self.check_holdings(world, &audit.orders);
         self.check_venue_executions(world, &audit.orders, &by_id);
-        self.check_flags(&orders, &audit, faults_stopped_ms);
+        let flag_after_ms = world.scenario.settings.recovery.flag_after_ms;
+        self.check_flags(&orders, &audit, faults_stopped_ms, flag_after_ms);
         self.check_cancels(world, &audit.orders, faults_stopped_ms);
     }
 
@@ -559,12 +585,16 @@ impl Oracle {
 
     /// Every flag must be explained by the venue's truth: a shortfall the
     /// ledger recorded, an execution beyond the reservation, a
-    /// contradiction the venue sent; "stuck" only while faults ran.
+    /// contradiction the venue sent; "stuck" only while faults ran, and
+    /// only once the order had carried a condition for longer than the
+    /// flag's bound without a break and without progress by recovery (a
+    /// healthy order, and each look that gains ground, start the clock afresh).
     fn check_flags(
         &mut self,
         orders: &[Order],
         audit: &exchange_sim::engine::EngineAudit,
         faults_stopped_ms: u64,
+        flag_after_ms: u64,
     ) {
         let contradicted: BTreeSet<&str> = audit
             .hostile_events
@@ -597,8 +627,8 @@ impl Oracle {
                         self.flags.get(&(id.clone(), *reason)).is_some_and(|seen| {
                             let resting_market = seen.venue_open
                                 && order.request.order_type == domain::order::OrderType::Market;
-                            (seen.during_faults && seen.at_ms <= faults_stopped_ms)
-                                || resting_market
+                            let faults = seen.during_faults && seen.at_ms <= faults_stopped_ms;
+                            (faults || resting_market) && seen.unresolved_ms > flag_after_ms
                         })
                     }
                     FlagReason::Shortfall => books.is_some_and(|b| b.shortfall),

@@ -17,7 +17,7 @@ use app::order_store::{
     Saved, StoreError, Versioned,
 };
 use app::{Applied, LedgerStore};
-use domain::order::{ExecId, Execution, FillRecord, Order, OrderId, VenueRules};
+use domain::order::{ExecId, Execution, FillRecord, FlagReason, Order, OrderId, VenueRules};
 use domain::{
     AccountId, Asset, Balance, Failure, IdempotencyKey, Operation, OperationRecord, Outcome, Price,
     Side, Symbol,
@@ -54,6 +54,29 @@ impl SimStore {
     }
 }
 
+impl SimStore {
+    /// What a reconciler's write shows the oracle: progress (a drive's
+    /// write: the order changed, its recovery record did not; the write
+    /// that ends a look changes that record, and may carry what loading
+    /// the order tidied), or a new `Stuck` flag with the last progress
+    /// recovery had made on the order by then.
+    fn observe_recovery(&self, before: &Order, after: &Order) {
+        let shared = self.invocation.shared();
+        let now = shared.now_ms();
+        let mut seen = shared.seen();
+        if before.recovery == after.recovery {
+            if before != after {
+                seen.recovered_at.insert(after.id.clone(), now);
+            }
+        } else if after.recovery.flags.contains(&FlagReason::Stuck)
+            && !before.recovery.flags.contains(&FlagReason::Stuck)
+        {
+            let progress = seen.recovered_at.get(&after.id).copied();
+            seen.stuck_flagged.insert(after.id.clone(), (now, progress));
+        }
+    }
+}
+
 impl OrderStore for SimStore {
     async fn claim_key(
         &self,
@@ -75,8 +98,16 @@ impl OrderStore for SimStore {
 
     async fn save(&self, order: &Order, expected_version: u64) -> Result<Saved, StoreError> {
         self.touch(&order.id);
-        self.call(Call::Save, self.inner.save(order, expected_version))
-            .await
+        let before = self.inner.load(&order.id).await.ok().flatten();
+        let saved = self
+            .call(Call::Save, self.inner.save(order, expected_version))
+            .await?;
+        if let (Some(before), Saved::Saved { .. }) = (before, &saved) {
+            if self.invocation.name.starts_with("reconciler") {
+                self.observe_recovery(&before.value, order);
+            }
+        }
+        Ok(saved)
     }
 
     async fn fill(&self, id: &OrderId, exec_id: &ExecId) -> Result<Option<FillRecord>, StoreError> {

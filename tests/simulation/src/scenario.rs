@@ -45,6 +45,10 @@ pub struct Workload {
     pub late_request: f64,
     /// Chance that a client cancels an order it just placed, soon.
     pub quick_cancel: f64,
+    /// Chance that a client cancels an order answered as still pending at
+    /// the venue the moment the answer arrives (an algorithm replacing it),
+    /// while its placement may still be on its way.
+    pub cancel_on_ack: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -95,7 +99,7 @@ impl Scenario {
             retry_max_ms: pick(&mut rng, &[60_000, 180_000, 600_000]),
             gap_grace_ms: pick(&mut rng, &[10_000, 30_000, 60_000]),
             market_silence_ms: pick(&mut rng, &[30_000, 120_000]),
-            flag_after_ms: pick(&mut rng, &[10 * MINUTE_MS, 30 * MINUTE_MS]),
+            flag_after_ms: pick(&mut rng, &[5 * MINUTE_MS, 10 * MINUTE_MS, 30 * MINUTE_MS]),
             ..RecoveryPolicy::default()
         };
         let margin = recovery.clock_skew_margin_ms as i64;
@@ -143,7 +147,13 @@ impl Scenario {
         let rates = FaultRates {
             fail: rate(&mut rng, 0.12),
             crash: rate(&mut rng, 0.04),
-            in_flight: rate(&mut rng, 0.3),
+            // Some days the venue's order gateway is slow: most requests
+            // outlive their caller's wait (each still lands within the bound).
+            in_flight: if !clean && rng.gen_bool(0.25) {
+                rng.gen_range(0.5..0.9)
+            } else {
+                rate(&mut rng, 0.3)
+            },
             max_flight_ms,
             yield_: pick(&mut rng, &[0.0, 0.2, 0.5]),
             focus,
@@ -218,6 +228,7 @@ impl Scenario {
             big_share: if big { rng.gen_range(0.05..0.3) } else { 0.0 },
             late_request: rate(&mut rng, 0.1),
             quick_cancel: rng.gen_range(0.0..0.3),
+            cancel_on_ack: pick(&mut rng, &[0.0, 0.5, 1.0]),
         };
         let steps = rng.gen_range(60..=220);
         Scenario {

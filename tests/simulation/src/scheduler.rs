@@ -6,7 +6,7 @@
 //! becomes webhooks and late requests land.
 
 use app::orders::{ReconcileBudget, ReconcileReport};
-use domain::order::OrderId;
+use domain::order::{OrderId, OrderStatus};
 use futures::executor::block_on;
 use futures::future::join;
 use http::{Method, StatusCode};
@@ -246,6 +246,17 @@ fn answered(world: &mut World, post: &Post, order: &OrderBody) {
     };
     if let Err(text) = world.clients.answered(post, &id) {
         world.finding(text);
+    }
+    // An order still pending at the venue when answered: some clients
+    // replace it at once (while its placement may still be on its way).
+    let on_ack = world.scenario.workload.cancel_on_ack;
+    if order.status == OrderStatus::Pending && on_ack > 0.0 && world.rng.gen_bool(on_ack) {
+        let now = world.now_ms();
+        world
+            .clients
+            .planned_cancels
+            .push((now, post.account.clone(), id));
+        return;
     }
     // Some clients change their minds at once, around the placement's deadline.
     let quick = world.scenario.workload.quick_cancel;

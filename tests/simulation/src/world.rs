@@ -50,6 +50,12 @@ pub struct Observations {
     /// When each order's placement was first attempted (an event number),
     /// held sends included.
     pub first_send: BTreeMap<OrderId, u64>,
+    /// When a reconciler run last saved a change to each order beyond its
+    /// recovery bookkeeping (progress recovery made on it).
+    pub recovered_at: BTreeMap<OrderId, u64>,
+    /// When each order was flagged `Stuck`, and when recovery had last
+    /// made progress on it by then.
+    pub stuck_flagged: BTreeMap<OrderId, (u64, Option<u64>)>,
 }
 
 /// What every invocation of a run shares: the clock, the venue, the fault

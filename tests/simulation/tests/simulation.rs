@@ -107,12 +107,13 @@ fn a_seed_replays_exactly() {
     }
 }
 
-// Two mutants survive MUTANT_SEED_BUDGET seeds and have no test here:
-// `NotPlacedWithoutWaiting` (the scenarios rarely keep a placement in
-// flight past its deadline while a driver looks it up) and
-// `AttemptsNeverReset` (a flag needs a condition unresolved for its time
-// bound, so counting attempts across progress changes nothing the oracle
-// sees). Replay one with `SIM_MUTANT=<name>` and `SIM_MUTANT_SEEDS`.
+// One mutant survives MUTANT_SEED_BUDGET seeds (and 600 in a longer run)
+// and has no test here: `NotPlacedWithoutWaiting`. Recovery schedules a placement's first
+// look after its absence bound anyway, so the bug can act only where a
+// cancel finds the placement unknown while a copy of it is still on its
+// way, and the seeds make that race rarely (slow-gateway days and
+// cancel-on-ack clients included). Replay it with `SIM_MUTANT=<name>`
+// and `SIM_MUTANT_SEEDS`.
 
 /// Runs seeds with the bug in until one breaks an invariant.
 #[cfg(feature = "mutants")]
@@ -159,4 +160,10 @@ fn catches_fill_cap() {
 #[test]
 fn catches_refuse_beyond_reservation() {
     caught(Mutant::RefuseBeyondReservation);
+}
+
+#[cfg(feature = "mutants")]
+#[test]
+fn catches_attempts_never_reset() {
+    caught(Mutant::AttemptsNeverReset);
 }
