@@ -52,9 +52,7 @@ impl SimStore {
             .call(call, work, unavailable, unavailable)
             .await
     }
-}
 
-impl SimStore {
     /// What a reconciler's write shows the oracle: progress (a drive's
     /// write: the order changed, its recovery record did not; the write
     /// that ends a look changes that record, and may carry what loading
@@ -98,14 +96,17 @@ impl OrderStore for SimStore {
 
     async fn save(&self, order: &Order, expected_version: u64) -> Result<Saved, StoreError> {
         self.touch(&order.id);
-        let before = self.inner.load(&order.id).await.ok().flatten();
+        let reconciler = self.invocation.name.starts_with("reconciler");
+        let before = if reconciler {
+            self.inner.load(&order.id).await.ok().flatten()
+        } else {
+            None
+        };
         let saved = self
             .call(Call::Save, self.inner.save(order, expected_version))
             .await?;
         if let (Some(before), Saved::Saved { .. }) = (before, &saved) {
-            if self.invocation.name.starts_with("reconciler") {
-                self.observe_recovery(&before.value, order);
-            }
+            self.observe_recovery(&before.value, order);
         }
         Ok(saved)
     }

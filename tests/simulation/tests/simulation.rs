@@ -108,12 +108,12 @@ fn a_seed_replays_exactly() {
 }
 
 // One mutant survives MUTANT_SEED_BUDGET seeds (and 600 in a longer run)
-// and has no test here: `NotPlacedWithoutWaiting`. Recovery schedules a placement's first
-// look after its absence bound anyway, so the bug can act only where a
-// cancel finds the placement unknown while a copy of it is still on its
-// way, and the seeds make that race rarely (slow-gateway days and
-// cancel-on-ack clients included). Replay it with `SIM_MUTANT=<name>`
-// and `SIM_MUTANT_SEEDS`.
+// and has no test here: `NotPlacedWithoutWaiting`. Recovery schedules a
+// placement's first look after its absence bound anyway, so the bug can
+// act only where a cancel finds the placement unknown while a copy of it
+// is still on its way, and the seeds make that race rarely (slow-gateway
+// days and cancel-on-ack clients included). Replay it with
+// `SIM_MUTANT=<name>` and `SIM_MUTANT_SEEDS`.
 
 /// Runs seeds with the bug in until one breaks an invariant.
 #[cfg(feature = "mutants")]

@@ -277,15 +277,13 @@ where
             }
             let recorded = o.recovery.condition.map(|c| c.kind);
             if recorded != condition {
-                o.recovery.condition = match (o.recovery.condition, condition) {
+                o.recovery.condition = match o.recovery.condition {
                     // The deliberate bug: the first record stays, kind aside.
-                    (Some(old), kind) if super::reconcile::attempts_never_reset() => {
-                        Some(Condition {
-                            kind: kind.unwrap_or(old.kind),
-                            ..old
-                        })
-                    }
-                    (_, kind) => kind.map(|kind| Condition {
+                    Some(old) if super::reconcile::attempts_never_reset() => Some(Condition {
+                        kind: condition.unwrap_or(old.kind),
+                        ..old
+                    }),
+                    _ => condition.map(|kind| Condition {
                         kind,
                         since_ms: now,
                         attempts: 0,

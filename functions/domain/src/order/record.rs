@@ -183,7 +183,6 @@ impl Order {
         }
     }
 
-    /// Executions the exchange reported that are not recorded here.
     /// How far resolving the order has got (see [`Ground`]).
     pub fn ground(&self) -> Ground {
         let finished = |step: &Step| u64::from(!step.is_processing());
@@ -209,6 +208,7 @@ impl Order {
         }
     }
 
+    /// Executions the exchange reported that are not recorded here.
     pub fn missing_quantity(&self) -> u64 {
         if self.contradicted {
             return 0;

@@ -424,35 +424,26 @@ fn flags_are_kept_once_each_with_the_first_detail() {
     assert!(r.flag(FlagReason::Reopened, "reopened", T0 + 2));
     assert_eq!(r.flags, vec![FlagReason::Shortfall, FlagReason::Reopened]);
     assert_eq!(r.flag_detail.as_deref(), Some("owes 70.00"));
-    let at = |done, missing| Ground { done, missing };
-    let c = r.attempted(ConditionKind::Settlement, T0, at(3, 5));
-    assert_eq!(c.attempts, 1);
-    let c = r.attempted(ConditionKind::Settlement, T0 + 5, at(3, 5));
-    assert_eq!((c.attempts, c.since_ms), (2, T0));
-    let c = r.attempted(ConditionKind::Cancel, T0 + 9, at(3, 5));
-    assert_eq!(
-        (c.attempts, c.since_ms),
-        (1, T0 + 9),
-        "reset on a new condition"
-    );
-    let c = r.attempted(ConditionKind::Cancel, T0 + 12, at(3, 7));
-    assert_eq!(
-        (c.attempts, c.since_ms),
-        (2, T0 + 9),
-        "more missing is no progress"
-    );
-    let c = r.attempted(ConditionKind::Cancel, T0 + 15, at(4, 7));
-    assert_eq!(
-        (c.attempts, c.since_ms),
-        (1, T0 + 15),
-        "reset when something more is done, whoever did it"
-    );
-    let c = r.attempted(ConditionKind::Cancel, T0 + 18, at(4, 6));
-    assert_eq!(
-        (c.attempts, c.since_ms),
-        (1, T0 + 18),
-        "reset when less is missing"
-    );
+    use ConditionKind::{Cancel, Settlement};
+    // (kind, at, ground done/missing) -> (attempts, since), and why.
+    let looks = [
+        (Settlement, 0, (3, 5), (1, 0), "first met"),
+        (Settlement, 5, (3, 5), (2, 0), "tried again, nothing gained"),
+        (Cancel, 9, (3, 5), (1, 9), "reset on a new condition"),
+        (Cancel, 12, (3, 7), (2, 9), "more missing is no progress"),
+        (
+            Cancel,
+            15,
+            (4, 7),
+            (1, 15),
+            "reset when more is done, whoever did it",
+        ),
+        (Cancel, 18, (4, 6), (1, 18), "reset when less is missing"),
+    ];
+    for (kind, at, (done, missing), (attempts, since), why) in looks {
+        let c = r.attempted(kind, T0 + at, Ground { done, missing });
+        assert_eq!((c.attempts, c.since_ms), (attempts, T0 + since), "{why}");
+    }
 }
 
 // ---- state machine: perform whatever next_actions asks, with random outcomes ----

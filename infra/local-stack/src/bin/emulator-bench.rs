@@ -7,7 +7,8 @@
 //!
 //! For each table size: PutItem/s, conditional UpdateItem/s, 2-item
 //! TransactWriteItems/s and Query/s (one partition of one item), first from
-//! one sequential client, then from `--concurrency` clients at once. Then SQS send/s and receive+delete/s.
+//! one sequential client, then from `--concurrency` clients at once. Then
+//! SQS send/s and receive+delete/s.
 //! Each measurement runs for `--seconds` (or until `--max-ops`), whichever
 //! comes first, so a slow emulator cannot hang it.
 
